@@ -1,0 +1,162 @@
+"""Input guards shared by the tracker (at call time) and the envelope models (on read).
+
+Pure Python with no third-party imports, so the tracker can validate without loading pydantic.
+Every error names the bad value (or its type, when its repr cannot be trusted) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .errors import InvalidProgressError, PayloadTooLargeError
+
+MAX_COUNT: Final = 2**63 - 1
+"""Largest count or seq: the top of a signed 64-bit BIGINT."""
+
+MAX_ID_LENGTH: Final = 256
+MAX_STRING_LENGTH: Final = 256
+MAX_KEY_LENGTH: Final = 64
+MAX_ERROR_LENGTH: Final = 256
+DEFAULT_PAYLOAD_LIMIT: Final = 1024
+PAYLOAD_LIMIT_CEILING: Final = 4096
+
+UNITS: Final = ("files", "rows", "bytes", "records", "chunks", "iterations", "unknown")
+STATUSES: Final = ("running", "succeeded", "failed", "cancelled")
+
+# C0 and C1 control characters and DEL; ids never hold them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+PayloadValue = str | int | float | bool | None
+
+
+def _short(value: object) -> str:
+    """A repr for an error message that cannot raise and stays short."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_text(what: str, value: object, max_length: int = MAX_STRING_LENGTH) -> str:
+    """A string that any sink and database can store: no NUL, no lone surrogate, bounded."""
+    if not isinstance(value, str):
+        raise InvalidProgressError(f"{what} must be a string, not {type(value).__name__}")
+    if len(value) > max_length:
+        raise InvalidProgressError(f"{what} is {len(value)} characters long; the limit is {max_length}")
+    if "\x00" in value:
+        raise InvalidProgressError(f"{what} {_short(value)} contains a NUL character, which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidProgressError(
+            f"{what} {_short(value)} contains a lone surrogate, which is not valid Unicode text"
+        ) from None
+    return value
+
+
+def check_id(what: str, value: object) -> str:
+    """A job, worker or run id: non-empty text of at most 256 characters, no control characters."""
+    text = check_text(what, value, MAX_ID_LENGTH)
+    if not text.strip():
+        raise InvalidProgressError(f"{what} must be a non-empty string, got {text!r}")
+    if _CONTROL.search(text):
+        raise InvalidProgressError(f"{what} {_short(text)} contains control characters")
+    return text
+
+
+def check_count(what: str, value: object, *, allow_none: bool = False) -> int | None:
+    """A non-negative integer that fits a signed BIGINT (bools and floats are refused)."""
+    if value is None and allow_none:
+        return None
+    if type(value) is not int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = int(value)  # int subclasses such as IntEnum or numpy-free wrappers
+        else:
+            raise InvalidProgressError(
+                f"{what} must be a non-negative int, not {type(value).__name__} {_short(value)}"
+            )
+    if value < 0:
+        raise InvalidProgressError(f"{what} must be >= 0, got {value}")
+    if value > MAX_COUNT:
+        raise InvalidProgressError(f"{what} is {value}, over the largest storable count {MAX_COUNT} (2**63-1)")
+    return value
+
+
+def check_unit(value: object) -> str:
+    """One of the known progress units (writers are strict; readers keep unknown ones)."""
+    raw = getattr(value, "value", value)  # accept ProgressUnit members without importing pydantic
+    if raw not in UNITS:
+        raise InvalidProgressError(f"unknown unit {_short(value)}; valid units: {', '.join(UNITS)}")
+    return str(raw)
+
+
+def check_payload_value(key: str, value: object) -> PayloadValue:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -MAX_COUNT - 1 <= value <= MAX_COUNT:
+            raise InvalidProgressError(f"payload field {key!r} is {value}, outside the signed 64-bit range")
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidProgressError(f"payload field {key!r} is {value}; only finite numbers are allowed")
+        return float(value)
+    if isinstance(value, str):
+        return check_text(f"payload field {key!r}", value)
+    raise InvalidProgressError(
+        f"payload field {key!r} has a {type(value).__name__}; payload values must be str, int, float, "
+        "bool or None (flat metrics only)"
+    )
+
+
+def payload_json(payload: Mapping[str, PayloadValue]) -> str:
+    """The canonical JSON text of a payload, as sinks and stores write it."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def check_payload(fields: object, limit: int = PAYLOAD_LIMIT_CEILING) -> dict[str, PayloadValue]:
+    """A flat mapping of short keys to scalars whose JSON fits ``limit`` bytes.
+
+    Raises:
+        InvalidProgressError: a key or value is not allowed.
+        PayloadTooLargeError: the JSON form is over ``limit`` bytes.
+    """
+    if not isinstance(fields, Mapping):
+        raise InvalidProgressError(f"payload must be a mapping of str to scalars, not {type(fields).__name__}")
+    if len(fields) > limit // 4:  # each field takes at least 4 bytes of JSON: cheap early refusal
+        raise PayloadTooLargeError(size=4 * len(fields), limit=limit)
+    clean: dict[str, PayloadValue] = {}
+    for key, value in fields.items():
+        if not isinstance(key, str):
+            raise InvalidProgressError(f"payload keys must be strings, not {type(key).__name__}")
+        check_id("payload key", key)
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidProgressError(f"payload key {key[:20]!r}... is over {MAX_KEY_LENGTH} characters")
+        clean[key] = check_payload_value(key, value)
+    size = len(payload_json(clean).encode("utf-8"))
+    if size > limit:
+        raise PayloadTooLargeError(size=size, limit=limit)
+    return clean
+
+
+def error_summary(error: BaseException | str) -> str:
+    """A bounded, storable one-line summary of a failure: ``Type: message``, at most 256 characters."""
+    if isinstance(error, BaseException):
+        try:
+            message = str(error)
+        except Exception:
+            message = "<error message unavailable>"
+        text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    else:
+        text = str(error)
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    text = " ".join(text.split()) if _CONTROL.search(text) else text
+    text = _CONTROL.sub("", text)
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 1] + "…"
+    return text

@@ -1,0 +1,209 @@
+"""The progress envelope and the two wire messages every sink receives (pydantic v2).
+
+One vocabulary from worker to sink to collector to database: a :class:`Heartbeat` (status, liveness,
+and the envelope when the whole message stays within ``heartbeat_limit``) and a :class:`ProgressUpdate`
+(the envelope alone, when it did not fit). Both are versioned with ``"v": 1``; unknown fields are
+ignored on read and an unknown unit string from a newer writer is kept, so old readers keep working.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+)
+
+from ._validate import (
+    MAX_COUNT,
+    MAX_ERROR_LENGTH,
+    UNITS,
+    PayloadValue,
+    check_id,
+    check_payload,
+    check_text,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Heartbeat",
+    "JobProgressEnvelope",
+    "JobStatus",
+    "Message",
+    "ProgressUnit",
+    "ProgressUpdate",
+    "dump_message",
+    "parse_message",
+    "parse_messages",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class ProgressUnit(str, Enum):
+    """What a job counts. Readers keep unit strings they do not know as plain ``str``."""
+
+    FILES = "files"
+    ROWS = "rows"
+    BYTES = "bytes"
+    RECORDS = "records"
+    CHUNKS = "chunks"
+    ITERATIONS = "iterations"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+assert tuple(u.value for u in ProgressUnit) == UNITS
+
+
+class JobStatus(str, Enum):
+    """Lifecycle of one tracker run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _unit(value: object) -> ProgressUnit | str:
+    if isinstance(value, ProgressUnit):
+        return value
+    text = check_text("unit", value, 64)
+    try:
+        return ProgressUnit(text)
+    except ValueError:
+        return text  # a newer writer's unit: keep it rather than fail
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN/Inf rates and ETAs are "unknown", stored as null
+    return value
+
+
+def _eta(value: object) -> object:
+    value = _finite_or_none(value)
+    if isinstance(value, float):
+        return round(value)
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+def _id(value: str) -> str:
+    return check_id("id", value)
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else check_text("text", value, MAX_ERROR_LENGTH * 4)
+
+
+def _payload(value: dict[str, PayloadValue] | None) -> dict[str, PayloadValue] | None:
+    return None if value is None else check_payload(value)
+
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Rate = Annotated[float, Field(ge=0)]
+Unit = Annotated[
+    ProgressUnit | str,
+    BeforeValidator(_unit),
+    PlainSerializer(lambda u: str(u), return_type=str),
+]
+Id = Annotated[str, AfterValidator(_id)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Text = Annotated[str | None, AfterValidator(_text)]
+Payload = Annotated[dict[str, PayloadValue] | None, AfterValidator(_payload)]
+
+
+class JobProgressEnvelope(BaseModel):
+    """Progress of one job on one worker at one moment; small and bounded."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    items_done: Count
+    items_total: Count | None = None
+    unit: Unit = ProgressUnit.UNKNOWN
+    throughput_per_sec: Annotated[Rate | None, BeforeValidator(_finite_or_none)] = None
+    eta_seconds: Annotated[Count | None, BeforeValidator(_eta)] = None
+    updated_at: UtcDatetime
+    payload: Payload = None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Annotated[int, Field(ge=1)] = PROTOCOL_VERSION
+    job_id: Id
+    worker_id: Id
+    run_id: Id
+    seq: Count
+
+
+class Heartbeat(_Message):
+    """Liveness and status of a (job, worker); carries the envelope when it fits."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    status: JobStatus
+    kind: Text = None
+    error: Text = None
+    progress: JobProgressEnvelope | None = None
+    updated_at: UtcDatetime
+
+
+class ProgressUpdate(_Message):
+    """The envelope of a (job, worker), sent when it did not fit inside a heartbeat."""
+
+    type: Literal["progress"] = "progress"
+    progress: JobProgressEnvelope
+
+
+Message = Annotated[Heartbeat | ProgressUpdate, Field(discriminator="type")]
+"""Either wire message, told apart by ``type``."""
+
+_MESSAGE: TypeAdapter[Heartbeat | ProgressUpdate] = TypeAdapter(Message)
+_MESSAGES: TypeAdapter[list[Heartbeat | ProgressUpdate]] = TypeAdapter(list[Message])
+
+
+def parse_message(data: str | bytes | dict[str, Any]) -> Heartbeat | ProgressUpdate:
+    """Validate one message from JSON text or a decoded mapping.
+
+    Raises:
+        pydantic.ValidationError: naming each bad field.
+    """
+    if isinstance(data, (str, bytes)):
+        return _MESSAGE.validate_json(data)
+    return _MESSAGE.validate_python(data)
+
+
+def parse_messages(data: str | bytes | list[Any]) -> list[Heartbeat | ProgressUpdate]:
+    """Validate a JSON array (or list) of messages."""
+    if isinstance(data, (str, bytes)):
+        return _MESSAGES.validate_json(data)
+    return _MESSAGES.validate_python(data)
+
+
+def dump_message(message: Heartbeat | ProgressUpdate) -> str:
+    """The one JSON form of a message: a single line, as stdout, HTTP and captures carry it."""
+    return message.model_dump_json()
+
+
+def utcnow_from(timestamp: float) -> datetime:
+    """An aware UTC datetime from a POSIX timestamp."""
+    return datetime.fromtimestamp(timestamp, timezone.utc)

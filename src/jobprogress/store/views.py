@@ -1,0 +1,83 @@
+"""What the read side returns: one :class:`JobView` per job, with a :class:`WorkerView` per worker.
+
+Aggregation rules (DESIGN §6): done = SUM(done); total = SUM(total) when every worker reports one;
+throughput = SUM over live workers; ETA from those; updated_at = MAX. Different units are never
+summed: the job's ``unit``, ``done`` and ``total`` are then None. Job status: ``failed`` if any worker
+failed, else ``running`` if any runs, else ``cancelled`` if any was cancelled, else ``succeeded``.
+Liveness is judged on the store's clock and applies to running workers only: ``lost`` = no message for
+``stall_after`` seconds; ``stalled`` = alive but no progress for ``stall_after``. A job is ``lost`` when
+all its running workers are lost, and ``stalled`` when all are stalled or lost and at least one is
+stalled. Job-level ``kind`` is the workers' kind, ``error`` the most recently failed worker's,
+``payload`` the most recently updated worker's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["JOB_STATUSES", "JobView", "WorkerView"]
+
+JOB_STATUSES = ("running", "succeeded", "failed", "cancelled")
+"""Stored statuses; ``stalled`` and ``lost`` are judgements shown beside a running status."""
+
+
+class WorkerView(BaseModel):
+    """One stored row: the state of one job on one worker."""
+
+    model_config = ConfigDict(frozen=True)
+
+    worker_id: str
+    kind: str | None
+    unit: str | None
+    done: int | None
+    total: int | None
+    throughput: float | None
+    eta_seconds: int | None
+    status: str
+    stalled: bool
+    lost: bool
+    updated_at: datetime | None
+    """Worker clock, as the worker stamped its last message."""
+    error: str | None
+    payload: dict[str, Any] | None
+    run_id: str | None
+    seq: int | None
+    started_at: datetime | None
+    """Store clock: when the current run was first seen."""
+    progressed_at: datetime | None
+    """Store clock: last change of done, total or status."""
+    seen_at: datetime | None
+    """Store clock: last message received."""
+
+
+class JobView(BaseModel):
+    """A job aggregated over its workers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    kind: str | None
+    unit: str | None
+    done: int | None
+    total: int | None
+    throughput: float | None
+    eta_seconds: int | None
+    status: str
+    stalled: bool
+    lost: bool
+    updated_at: datetime | None
+    error: str | None
+    payload: dict[str, Any] | None
+    workers: list[WorkerView]
+
+    @property
+    def state(self) -> str:
+        """The word a view shows: ``lost`` or ``stalled`` for a running job judged so, else the status."""
+        if self.status == "running" and self.lost:
+            return "lost"
+        if self.status == "running" and self.stalled:
+            return "stalled"
+        return self.status
