@@ -1,0 +1,231 @@
+"""The store's tables: ``{prefix}job_progress``, its optional history, and the schema version.
+
+``{prefix}job_progress`` (spec Option B) holds one row per (job, worker). Besides the envelope it keeps
+two last-applied sequence numbers, one for the status fields and one for the progress fields, so a
+final state split into a heartbeat and a progress update lands whichever arrives first.
+
+Times are stored as POSIX seconds (double precision) so that liveness arithmetic is the same SQL on
+SQLite, DuckDB and Postgres: ``updated_at`` is the worker's clock as the message stamped it;
+``started_at``, ``progressed_at`` and ``seen_at`` are the store's clock.
+
+Tables are created on first write, safely when many processes race to create them, and the version
+row lets a later release migrate them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from jobprogress.errors import ConfigurationError, StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData, Table
+    from sqlalchemy.engine import Connection, Engine
+
+    from ._engine import Backend
+
+__all__ = ["SCHEMA_VERSION", "StoreTables", "create_schema", "read_schema_version", "tables_for"]
+
+SCHEMA_VERSION: Final = 1
+"""Version of the tables this release writes; a store written by a newer release is refused."""
+
+SCHEMA_COMPONENT: Final = "job_progress"
+
+_PREFIX: Final = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,31})?")
+
+ID_LENGTH: Final = 256
+"""Ids are at most 256 characters (``_validate.MAX_ID_LENGTH``)."""
+
+
+@dataclass(frozen=True)
+class StoreTables:
+    """The tables of one table prefix."""
+
+    prefix: str
+    metadata: MetaData
+    progress: Table
+    history: Table
+    version: Table
+
+
+_cache: dict[str, StoreTables] = {}
+_cache_lock = threading.Lock()
+
+
+def check_prefix(prefix: str) -> str:
+    """A table prefix: up to 32 ASCII letters, digits and underscores, not starting with a digit.
+
+    Raises:
+        ConfigurationError: the prefix could not be spliced into a table name safely.
+    """
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise ConfigurationError(
+            f"table_prefix {prefix!r} must be at most 32 ASCII letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    return prefix
+
+
+def tables_for(prefix: str) -> StoreTables:
+    """The (cached) table definitions for ``prefix``."""
+    tables = _cache.get(prefix)
+    if tables is not None:
+        return tables
+    with _cache_lock:
+        tables = _cache.get(prefix)
+        if tables is None:
+            tables = _define(check_prefix(prefix))
+            _cache[prefix] = tables
+    return tables
+
+
+def _not_duckdb(_ddl: object, _target: object, _bind: object, **kw: Any) -> bool:
+    return bool(kw["dialect"].name != "duckdb")
+
+
+def _define(prefix: str) -> StoreTables:
+    from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+    metadata = MetaData()
+
+    def timestamp(name: str, comment: str) -> Column[float]:
+        return Column(name, Float(precision=53), nullable=True, comment=comment)
+
+    progress = Table(
+        f"{prefix}job_progress",
+        metadata,
+        Column("job_id", String(ID_LENGTH), primary_key=True),
+        Column("worker_id", String(ID_LENGTH), primary_key=True),
+        Column("kind", Text, nullable=True),
+        Column("status", String(16), nullable=False),
+        Column("unit", String(64), nullable=True),
+        Column("done", BigInteger, nullable=True),
+        Column("total", BigInteger, nullable=True),
+        Column("throughput", Float(precision=53), nullable=True),
+        Column("eta_seconds", BigInteger, nullable=True),
+        Column("payload_json", Text, nullable=True),
+        Column("error", Text, nullable=True),
+        Column("run_id", String(ID_LENGTH), nullable=False),
+        Column("seq", BigInteger, nullable=False, comment="highest seq applied"),
+        Column("status_seq", BigInteger, nullable=False, comment="seq of the applied status; -1 if none"),
+        Column("progress_seq", BigInteger, nullable=False, comment="seq of the applied envelope; -1 if none"),
+        timestamp("started_at", "store clock: current run_id first seen"),
+        timestamp("updated_at", "worker clock: as the last applied message stamped it"),
+        timestamp("progressed_at", "store clock: last change of done, total, status or run"),
+        timestamp("seen_at", "store clock: last accepted message"),
+        # Without a rowid SQLite clusters rows on (job_id, worker_id), so the Jobs list groups them
+        # in key order with no temporary sort.
+        sqlite_with_rowid=False,
+    )
+    # Serve the Jobs list: "active within", and liveness scans of recent rows. DuckDB scans columns
+    # fast without them, and its ART indexes only slow updates down.
+    Index(f"ix_{prefix}job_progress_seen_at", progress.c.seen_at, progress.c.job_id).ddl_if(
+        callable_=_not_duckdb
+    )
+    Index(f"ix_{prefix}job_progress_status", progress.c.status, progress.c.job_id).ddl_if(
+        callable_=_not_duckdb
+    )
+
+    history = Table(
+        f"{prefix}job_progress_history",
+        metadata,
+        Column("job_id", String(ID_LENGTH), primary_key=True),
+        Column("worker_id", String(ID_LENGTH), primary_key=True),
+        Column("seq", BigInteger, primary_key=True),
+        Column("type", String(16), nullable=False),
+        Column("run_id", String(ID_LENGTH), nullable=False),
+        Column("kind", Text, nullable=True),
+        Column("status", String(16), nullable=True),
+        Column("unit", String(64), nullable=True),
+        Column("done", BigInteger, nullable=True),
+        Column("total", BigInteger, nullable=True),
+        Column("throughput", Float(precision=53), nullable=True),
+        Column("eta_seconds", BigInteger, nullable=True),
+        Column("payload_json", Text, nullable=True),
+        Column("error", Text, nullable=True),
+        timestamp("updated_at", "worker clock"),
+        timestamp("seen_at", "store clock: when the message was stored"),
+    )
+    Index(f"ix_{prefix}job_progress_history_seen_at", history.c.seen_at).ddl_if(callable_=_not_duckdb)
+
+    version = Table(
+        f"{prefix}job_progress_schema",
+        metadata,
+        Column("component", String(64), primary_key=True),
+        Column("version", Integer, nullable=False),
+    )
+    return StoreTables(prefix=prefix, metadata=metadata, progress=progress, history=history, version=version)
+
+
+def read_schema_version(connection: Connection, tables: StoreTables) -> int | None:
+    """The stored schema version, or None when the version table or its row does not exist."""
+    from sqlalchemy import inspect, select
+
+    if not inspect(connection).has_table(tables.version.name):
+        return None
+    row = connection.execute(
+        select(tables.version.c.version).where(tables.version.c.component == SCHEMA_COMPONENT)
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def check_version(version: int | None, url_text: str) -> None:
+    """Refuse a store written by a newer release, whose tables this one may misread."""
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{url_text} holds jobprogress tables of schema version {version}; this release knows "
+            f"version {SCHEMA_VERSION}: upgrade jobprogress"
+        )
+
+
+# Migrations from version N to N+1, run in order inside the creating transaction. None yet.
+_MIGRATIONS: dict[int, object] = {}
+
+
+def _is_already_exists(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        "already exists" in text
+        or "duplicate key" in text
+        or "unique constraint" in text
+        or "pg_type_typname_nsp_index" in text
+    )
+
+
+def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, history: bool) -> None:
+    """Create the tables if missing and record the version; safe when several processes race.
+
+    Postgres serializes creators with a transaction-level advisory lock; SQLite with the write lock
+    that ``BEGIN IMMEDIATE`` takes; a creator that still loses a race ("already exists") checks again.
+
+    Raises:
+        StoreError: the store was written by a newer release.
+    """
+    from sqlalchemy import insert, text
+    from sqlalchemy.exc import DBAPIError
+
+    from ._engine import connect
+
+    wanted = [tables.progress, tables.version] + ([tables.history] if history else [])
+    for attempt in range(3):
+        try:
+            with connect(engine, read=False) as connection:
+                if backend == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                        {"name": f"jobprogress:{tables.prefix}"},
+                    )
+                version = read_schema_version(connection, tables)
+                check_version(version, tables.prefix + "job_progress")
+                tables.metadata.create_all(connection, tables=wanted, checkfirst=True)
+                if version is None:
+                    connection.execute(
+                        insert(tables.version).values(component=SCHEMA_COMPONENT, version=SCHEMA_VERSION)
+                    )
+            return
+        except DBAPIError as exc:
+            if attempt == 2 or not _is_already_exists(exc):
+                raise
