@@ -72,9 +72,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    if not text or len(text) > 64:
-        return None
-    if text.isascii() and text.isdigit():
+    if not text or len(text) > 64 or not text.isascii():
+        return None  # float() would also read non-ASCII digits
+    if text.isdigit():
         return float(int(text))
     try:
         seconds = float(text)
@@ -297,12 +297,10 @@ class HttpSink:
         what = f"POST {self.endpoint} ({count} messages) answered {status}"
         if snippet:
             what += f": {snippet}"
-        if status == 429:
-            raise SinkError(
-                what,
-                retryable=True,
-                retry_after=RETRY_AFTER_429_DEFAULT if retry_after is None else retry_after,
-            )
+        if status == 429 and retry_after_header is None:
+            # Rate limited without a stated pause: wait long (a malformed header instead falls back to
+            # the reporter's backoff, like any unparsable hint).
+            raise SinkError(what, retryable=True, retry_after=RETRY_AFTER_429_DEFAULT)
         if status in _RETRYABLE_4XX or status >= 500:
             raise SinkError(what, retryable=True, retry_after=retry_after)
         # 3xx (redirects are not followed: they would carry the token elsewhere) and other 4xx:
