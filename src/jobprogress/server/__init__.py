@@ -1,0 +1,38 @@
+"""The HTTP collector: ``jobprogress serve`` receives worker messages over HTTP and writes them to a store.
+
+Needs the ``server`` extra (Starlette and uvicorn)::
+
+    from jobprogress.server import create_app, serve
+
+    serve("sqlite:///progress.db", host="127.0.0.1", port=8787, token_file="/etc/jobprogress/token")
+
+Importing this package is cheap; Starlette and uvicorn load when :func:`create_app` or :func:`serve`
+is first used, and a missing extra raises :class:`~jobprogress.errors.MissingExtraError`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .openapi import openapi_document
+    from .runner import read_token_file, serve
+
+__all__ = ["create_app", "openapi_document", "read_token_file", "serve"]
+
+_LAZY = {
+    "create_app": "jobprogress.server.app",
+    "openapi_document": "jobprogress.server.openapi",
+    "read_token_file": "jobprogress.server.runner",
+    "serve": "jobprogress.server.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'jobprogress.server' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

@@ -1,0 +1,528 @@
+"""The collector's ASGI application (Starlette): validation, auth, limits, and writes through the store.
+
+Layers, outermost first: an in-flight limiter that answers 503 with ``Retry-After`` when too many
+requests are being served; bearer-token auth on every ``/v1/`` route (constant time, on bytes); then the
+routes, which read bodies as they stream under a byte bound, validate them with the wire models and
+hand them to the store on a worker thread so the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
+from urllib.parse import parse_qsl
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from jobprogress._validate import MAX_ID_LENGTH
+from jobprogress._version import __version__
+from jobprogress.envelope import Heartbeat, Message, ProgressUpdate
+from jobprogress.errors import ConfigurationError, MissingExtraError
+from jobprogress.server._body import BodyError, content_encoding, declared_length, read_bounded
+from jobprogress.server.openapi import JOB_FILTERS, openapi_document
+from jobprogress.server.runner import CREDENTIAL_QUERY_NAMES
+
+try:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingExtraError("the collector (jobprogress serve)", "server", exc.name or "starlette") from exc
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from jobprogress.store.views import JobView
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "JobReader",
+    "MessageWriter",
+    "create_app",
+]
+
+logger = logging.getLogger("jobprogress.server")
+
+DEFAULT_MAX_BODY: Final = 65536
+DEFAULT_MAX_BATCH: Final = 1000
+DEFAULT_MAX_IN_FLIGHT: Final = 64
+DEFAULT_JOBS_LIMIT: Final = 500
+MAX_JOBS_LIMIT: Final = 10000
+BUSY_RETRY_AFTER: Final = 1
+"""Seconds a client is asked to wait when too many requests are in flight."""
+DB_RETRY_AFTER: Final = 2
+"""Seconds a client is asked to wait when the database failed."""
+
+_REALM: Final = b'Bearer realm="jobprogress"'
+_MAX_ERRORS: Final = 20
+
+
+class MessageWriter(Protocol):
+    """What the collector writes through (``jobprogress.store.StoreWriter``)."""
+
+    def write(self, messages: Sequence[Heartbeat | ProgressUpdate]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JobReader(Protocol):
+    """What the collector reads through (``jobprogress.store.ProgressStore``)."""
+
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        active_within: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobView]: ...
+
+    def job(self, job_id: str) -> JobView | None: ...
+
+    def close(self) -> None: ...
+
+
+_HEARTBEAT: Final = TypeAdapter(Heartbeat)
+_PROGRESS: Final = TypeAdapter(ProgressUpdate)
+
+
+class _LogOnce:
+    """Logs a warning per kind of failure at most once per ``interval`` seconds."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.interval:
+                return
+            self._last[kind] = now
+        logger.warning(message, *args, exc_info=exc_info)
+
+
+def _json_bytes(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+async def _send_json(
+    send: Send, status: int, payload: object, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = _json_bytes(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                # The request body may be unread: never let the connection carry it into a next request.
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _InFlightLimit:
+    """Answers 503 with Retry-After once ``limit`` requests are being served (``/healthz`` exempt).
+
+    uvicorn's own ``--limit-concurrency`` answers 503 without Retry-After and counts idle keep-alive
+    connections too, so this is the limit clients see; uvicorn's is a backstop set higher.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0  # one event loop: no lock needed
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            self.refused += 1
+            await _send_json(
+                send,
+                503,
+                {"detail": f"too many requests in flight (limit {self.limit}); retry later"},
+                [(b"retry-after", str(BUSY_RETRY_AFTER).encode("ascii"))],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def _digest(token: bytes) -> bytes:
+    # Comparing fixed-size digests keeps the comparison constant-time in the token's length too.
+    return hashlib.sha256(token).digest()
+
+
+class _BearerAuth:
+    """Requires ``Authorization: Bearer <token>`` on every ``/v1/`` route; compares bytes in constant time."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = _digest(token.encode("utf-8"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        problem = self._problem(scope)
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        detail, header = problem
+        # Never echo the header or query values: they may be the token, or close to it.
+        logger.info("refused %s %s: %s", scope.get("method", "?"), scope["path"], detail)
+        await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", header)])
+
+    def _problem(self, scope: Scope) -> tuple[str, bytes] | None:
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            names = {
+                name.strip().lower() for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            }
+            if names & CREDENTIAL_QUERY_NAMES:
+                return (
+                    "credentials in the query string are refused; send 'Authorization: Bearer <token>'",
+                    _REALM + b', error="invalid_request"',
+                )
+        values = [value for name, value in scope["headers"] if name == b"authorization"]
+        if not values:
+            return "missing 'Authorization: Bearer <token>' header", _REALM
+        if len(values) > 1:
+            return "more than one Authorization header", _REALM + b', error="invalid_request"'
+        scheme, _, credentials = values[0].strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not credentials.strip():
+            return "the Authorization header must be 'Bearer <token>'", _REALM + b', error="invalid_request"'
+        if not hmac.compare_digest(_digest(credentials.strip()), self._expected):
+            return "invalid bearer token", _REALM + b', error="invalid_token"'
+        return None
+
+
+def _error_list(error: ValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False)[:_MAX_ERRORS]:
+        errors.append({"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]})
+    return errors
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for item in errors[:5]:
+        where = ".".join(str(part) for part in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    more = len(errors) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    headers = {"Connection": "close"} if status in (400, 413, 415) else None
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _validate(adapter: TypeAdapter[Any], body: bytes, what: str) -> Any:
+    """Validate ``body`` as JSON; raise a response-carrying error naming each bad field."""
+    try:
+        return adapter.validate_json(body)
+    except ValidationError as exc:
+        errors = _error_list(exc)
+        if any(item["type"] == "json_invalid" for item in errors):
+            raise _Refusal(_problem(400, f"request body is not valid JSON: {errors[0]['msg']}")) from None
+        raise _Refusal(_problem(422, f"invalid {what}: {_describe(errors)}", errors=errors)) from None
+
+
+class _Refusal(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _query_number(request: Request, name: str, parse: Callable[[str], Any]) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ValueError:
+        raise _Refusal(
+            _problem(
+                422,
+                f"query parameter {name!r} is not a valid number",
+                errors=[{"loc": ["query", name], "msg": "not a valid number", "type": "parsing"}],
+            )
+        ) from None
+
+
+def _out_of_range(name: str, message: str) -> _Refusal:
+    return _Refusal(
+        _problem(
+            422,
+            f"query parameter {name!r} {message}",
+            errors=[{"loc": ["query", name], "msg": message, "type": "value_error"}],
+        )
+    )
+
+
+class _Collector:
+    """The route handlers and the state they share."""
+
+    def __init__(
+        self,
+        writer: MessageWriter,
+        reader: JobReader,
+        *,
+        max_body: int,
+        max_batch: int,
+    ) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.max_body = max_body
+        self.batch_adapter: TypeAdapter[list[Heartbeat | ProgressUpdate]] = TypeAdapter(
+            Annotated[list[Message], Field(max_length=max_batch)]
+        )
+        self.openapi = _json_bytes(openapi_document(max_body=max_body, max_batch=max_batch))
+        self.log_once = _LogOnce()
+        self.accepted = 0
+
+    async def _body(self, request: Request) -> bytes:
+        try:
+            encoding = content_encoding(request.headers.getlist("content-encoding"))
+            length = declared_length(request.headers.getlist("content-length"))
+            if length is not None and length > self.max_body:
+                raise BodyError(
+                    413, f"request body is {length} bytes, over the limit of {self.max_body} bytes"
+                )
+            return await read_bounded(request.stream(), limit=self.max_body, encoding=encoding)
+        except BodyError as exc:
+            raise _Refusal(_problem(exc.status_code, exc.detail)) from None
+        except ClientDisconnect:
+            raise _Refusal(_problem(400, "client disconnected before the body ended")) from None
+
+    async def _write(self, messages: list[Heartbeat | ProgressUpdate]) -> Response:
+        if messages:
+            try:
+                await run_in_threadpool(self.writer.write, messages)
+            except Exception as exc:
+                # The store retries nothing itself: ask the worker to, after a pause.
+                self.log_once(
+                    f"write:{type(exc).__name__}",
+                    "writing %d message(s) to the store failed, answering 503: %s: %s",
+                    len(messages),
+                    type(exc).__name__,
+                    exc,
+                )
+                return JSONResponse(
+                    {"detail": "the progress store is unavailable; retry later"},
+                    status_code=503,
+                    headers={"Retry-After": str(DB_RETRY_AFTER)},
+                )
+        self.accepted += len(messages)
+        return JSONResponse({"accepted": len(messages)})
+
+    async def heartbeat(self, request: Request) -> Response:
+        try:
+            message = _validate(_HEARTBEAT, await self._body(request), "heartbeat")
+        except _Refusal as refusal:
+            return refusal.response
+        return await self._write([message])
+
+    async def progress(self, request: Request) -> Response:
+        try:
+            message = _validate(_PROGRESS, await self._body(request), "progress update")
+        except _Refusal as refusal:
+            return refusal.response
+        return await self._write([message])
+
+    async def batch(self, request: Request) -> Response:
+        try:
+            messages = _validate(self.batch_adapter, await self._body(request), "batch")
+        except _Refusal as refusal:
+            return refusal.response
+        return await self._write(messages)
+
+    async def _read(self, call: Callable[[], Any]) -> Any:
+        try:
+            return await run_in_threadpool(call)
+        except Exception as exc:
+            self.log_once(
+                f"read:{type(exc).__name__}",
+                "reading the store failed, answering 503: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
+            raise _Refusal(
+                JSONResponse(
+                    {"detail": "the progress store is unavailable; retry later"},
+                    status_code=503,
+                    headers={"Retry-After": str(DB_RETRY_AFTER)},
+                )
+            ) from None
+
+    async def jobs(self, request: Request) -> Response:
+        try:
+            status = request.query_params.get("status")
+            if status is not None and status not in JOB_FILTERS:
+                raise _out_of_range("status", f"must be one of {', '.join(JOB_FILTERS)}")
+            kind = request.query_params.get("kind")
+            if kind is not None and len(kind) > MAX_ID_LENGTH:
+                raise _out_of_range("kind", f"is longer than {MAX_ID_LENGTH} characters")
+            limit = _query_number(request, "limit", int)
+            limit = DEFAULT_JOBS_LIMIT if limit is None else limit
+            if not 1 <= limit <= MAX_JOBS_LIMIT:
+                raise _out_of_range("limit", f"must be between 1 and {MAX_JOBS_LIMIT}")
+            offset = _query_number(request, "offset", int) or 0
+            if offset < 0:
+                raise _out_of_range("offset", "must be >= 0")
+            active_within = _query_number(request, "active_within", float)
+            if active_within is not None and not (math.isfinite(active_within) and active_within > 0):
+                raise _out_of_range("active_within", "must be a finite number of seconds > 0")
+            views: list[JobView] = await self._read(
+                lambda: self.reader.jobs(
+                    status=status, kind=kind, active_within=active_within, limit=limit, offset=offset
+                )
+            )
+        except _Refusal as refusal:
+            return refusal.response
+        return Response(
+            _json_bytes([view.model_dump(mode="json") for view in views]), media_type="application/json"
+        )
+
+    async def job(self, request: Request) -> Response:
+        job_id: str = request.path_params["job_id"]
+        try:
+            view: JobView | None = await self._read(lambda: self.reader.job(job_id))
+        except _Refusal as refusal:
+            return refusal.response
+        if view is None:
+            return _problem(404, f"no job {job_id[:MAX_ID_LENGTH]!r}")
+        return Response(_json_bytes(view.model_dump(mode="json")), media_type="application/json")
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def openapi_json(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json")
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code >= 500:  # pragma: no cover - starlette raises only 4xx HTTPExceptions itself
+        logger.error("server error on %s %s: %s", request.method, request.url.path, exc.detail)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_fault(request: Request, exc: Exception) -> Response:
+    # Only real faults end here: every kind of bad input is answered with a 4xx before.
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def create_app(
+    db_url: str | None = None,
+    *,
+    token: str,
+    stall_after: float = 30.0,
+    max_body: int = DEFAULT_MAX_BODY,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    table_prefix: str = "cf_",
+    writer: MessageWriter | None = None,
+    reader: JobReader | None = None,
+) -> Starlette:
+    """Build the collector's ASGI application.
+
+    Args:
+        db_url: SQLAlchemy URL of the progress store (``sqlite:///…``, ``postgresql+psycopg://…``);
+            may be omitted when both ``writer`` and ``reader`` are given.
+        token: The bearer token every ``/v1/`` request must carry.
+        stall_after: Seconds without a message (lost) or without progress (stalled) for the read routes.
+        max_body: Largest request body in bytes, counted as it streams and again after gzip inflation.
+        max_batch: Most messages in one ``POST /v1/batch``.
+        max_in_flight: Requests served at once; more are answered 503 with ``Retry-After``.
+        table_prefix: Prefix of the store's tables.
+        writer: Writes messages (default ``StoreWriter(db_url)``); closed when the app shuts down.
+        reader: Reads the Jobs view (default ``ProgressStore(db_url)``); closed when the app shuts down.
+
+    Returns:
+        A Starlette application; run it with uvicorn (see :func:`jobprogress.server.serve`).
+
+    Raises:
+        ConfigurationError: an empty token, a non-positive limit, or no store to use.
+    """
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigurationError("the collector needs a non-empty bearer token")
+    for name, value in (("max_body", max_body), ("max_batch", max_batch), ("max_in_flight", max_in_flight)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+    if not (isinstance(stall_after, (int, float)) and math.isfinite(stall_after) and stall_after > 0):
+        raise ConfigurationError(f"stall_after must be a positive number of seconds, got {stall_after!r}")
+    if (writer is None or reader is None) and not db_url:
+        raise ConfigurationError("the collector needs a database URL (--db)")
+    if writer is None:
+        from jobprogress.store import StoreWriter
+
+        assert db_url is not None
+
+        writer = StoreWriter(db_url, table_prefix=table_prefix)
+    if reader is None:
+        from jobprogress.store import ProgressStore
+
+        assert db_url is not None
+
+        reader = ProgressStore(db_url, stall_after=stall_after, table_prefix=table_prefix)
+    collector = _Collector(writer, reader, max_body=max_body, max_batch=max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for resource in (collector.writer, collector.reader):
+                try:
+                    await run_in_threadpool(resource.close)
+                except Exception:
+                    logger.warning("closing %r failed", resource, exc_info=True)
+
+    routes = [
+        Route("/healthz", collector.healthz, methods=["GET"]),
+        Route("/openapi.json", collector.openapi_json, methods=["GET"]),
+        Route("/v1/heartbeat", collector.heartbeat, methods=["POST"]),
+        Route("/v1/progress", collector.progress, methods=["POST"]),
+        Route("/v1/batch", collector.batch, methods=["POST"]),
+        Route("/v1/jobs", collector.jobs, methods=["GET"]),
+        Route("/v1/jobs/{job_id:path}", collector.job, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_exception, Exception: _server_fault},
+        lifespan=lifespan,
+    )
+    app.add_middleware(_BearerAuth, token=token.strip())
+    app.add_middleware(_InFlightLimit, limit=max_in_flight)
+    app.state.collector = collector
+    return app

@@ -1,0 +1,279 @@
+"""The collector's OpenAPI 3.1 document, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from pydantic.json_schema import models_json_schema
+
+from jobprogress._validate import MAX_ID_LENGTH
+from jobprogress._version import __version__
+from jobprogress.envelope import Heartbeat, ProgressUpdate
+from jobprogress.store.views import JOB_STATUSES, JobView
+
+__all__ = ["JOB_FILTERS", "openapi_document"]
+
+JOB_FILTERS: Final = (*JOB_STATUSES, "stalled", "lost")
+"""Values of ``GET /v1/jobs?status=``: a stored status, or a liveness judgement of running jobs."""
+
+_REF: Final = "#/components/schemas/{model}"
+_ID_FIELDS: Final = ("job_id", "worker_id", "run_id")
+# No C0/C1 control characters, and at least one non-space character (what check_id enforces).
+_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+_ERROR_SCHEMA: Final = {
+    "type": "object",
+    "description": "A refused request: what was wrong, and for validation failures each bad field.",
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+                "required": ["loc", "msg", "type"],
+            },
+        },
+    },
+    "required": ["detail"],
+}
+
+
+def _error(description: str, *, retry_after: bool = False, authenticate: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    headers: dict[str, Any] = {}
+    if retry_after:
+        headers["Retry-After"] = {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"},
+        }
+    if authenticate:
+        headers["WWW-Authenticate"] = {"schema": {"type": "string"}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _common_errors() -> dict[str, Any]:
+    return {
+        "401": _error("Missing or wrong bearer token, or a token in the query string.", authenticate=True),
+        "429": _error("Too many requests in flight; retry after the stated time.", retry_after=True),
+        "503": _error(
+            "Too busy, or the database is unavailable; retry after the stated time.", retry_after=True
+        ),
+    }
+
+
+def _write_operation(summary: str, schema: dict[str, Any], max_body: int) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "Content-Encoding",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "enum": ["gzip", "identity"]},
+                "description": f"gzip bodies are inflated under the same {max_body}-byte bound.",
+            }
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {
+            "200": {
+                "description": "Accepted (stale or duplicate seq included: it changes nothing).",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"accepted": {"type": "integer", "minimum": 0}},
+                            "required": ["accepted"],
+                        }
+                    }
+                },
+            },
+            "400": _error("The body is not JSON, or not valid gzip."),
+            "413": _error(f"The body is over {max_body} bytes, before or after inflation."),
+            "415": _error("Unsupported Content-Encoding."),
+            "422": _error("A field is missing or invalid; `errors` names each one."),
+            **_common_errors(),
+        },
+    }
+
+
+def _constrain_ids(schemas: dict[str, Any]) -> None:
+    for name in ("Heartbeat", "ProgressUpdate"):
+        properties = schemas[name]["properties"]
+        for field in _ID_FIELDS:
+            properties[field].update(minLength=1, maxLength=MAX_ID_LENGTH, pattern=_ID_PATTERN)
+
+
+def _build(max_body: int, max_batch: int) -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(Heartbeat, "validation"), (ProgressUpdate, "validation"), (JobView, "serialization")],
+        ref_template=_REF,
+    )
+    schemas: dict[str, Any] = dict(definitions["$defs"])
+    _constrain_ids(schemas)
+    schemas["Error"] = _ERROR_SCHEMA
+    message = {
+        "oneOf": [{"$ref": _REF.format(model="Heartbeat")}, {"$ref": _REF.format(model="ProgressUpdate")}],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                "heartbeat": _REF.format(model="Heartbeat"),
+                "progress": _REF.format(model="ProgressUpdate"),
+            },
+        },
+    }
+    job_id_parameter = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+    }
+    read_errors = {
+        "400": _error("A query parameter is malformed."),
+        "422": _error("A query parameter is out of range; `errors` names it."),
+        **_common_errors(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jobprogress collector",
+            "version": __version__,
+            "description": (
+                "Receives Heartbeat and ProgressUpdate messages from jobprogress workers, writes them "
+                "to a progress store, and serves the aggregated Jobs view."
+            ),
+        },
+        "paths": {
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness of the collector process (no authentication).",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Up.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "status": {"type": "string"},
+                                            "version": {"type": "string"},
+                                        },
+                                        "required": ["status"],
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/v1/heartbeat": {
+                "post": _write_operation(
+                    "Store one heartbeat.", {"$ref": _REF.format(model="Heartbeat")}, max_body
+                )
+            },
+            "/v1/progress": {
+                "post": _write_operation(
+                    "Store one progress update.", {"$ref": _REF.format(model="ProgressUpdate")}, max_body
+                )
+            },
+            "/v1/batch": {
+                "post": _write_operation(
+                    f"Store up to {max_batch} messages, oldest first.",
+                    {"type": "array", "maxItems": max_batch, "items": message},
+                    max_body,
+                )
+            },
+            "/v1/jobs": {
+                "get": {
+                    "summary": "The Jobs view: one aggregate per job, workers included.",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(JOB_FILTERS)},
+                        },
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "schema": {"type": "string", "maxLength": MAX_ID_LENGTH},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500},
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                        },
+                        {
+                            "name": "active_within",
+                            "in": "query",
+                            "description": "Only jobs with a message in the last this many seconds.",
+                            "schema": {"type": "number", "exclusiveMinimum": 0},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Jobs, most recently updated first.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {"$ref": _REF.format(model="JobView")},
+                                    }
+                                }
+                            },
+                        },
+                        **read_errors,
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}": {
+                "get": {
+                    "summary": "One job, aggregated over its workers.",
+                    "security": [{"bearer": []}],
+                    "parameters": [job_id_parameter],
+                    "responses": {
+                        "200": {
+                            "description": "The job.",
+                            "content": {
+                                "application/json": {"schema": {"$ref": _REF.format(model="JobView")}}
+                            },
+                        },
+                        "404": _error("No such job."),
+                        **read_errors,
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+_cache: dict[tuple[int, int], dict[str, Any]] = {}
+
+
+def openapi_document(*, max_body: int = 65536, max_batch: int = 1000) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a collector with these limits (a fresh copy each call)."""
+    key = (max_body, max_batch)
+    if key not in _cache:
+        _cache[key] = _build(max_body, max_batch)
+    return copy.deepcopy(_cache[key])

@@ -1,0 +1,166 @@
+"""Running the collector with uvicorn: the token file, the access-log redaction, ``serve()``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qsl, urlencode
+
+from jobprogress.errors import ConfigurationError, MissingExtraError
+
+__all__ = ["CREDENTIAL_QUERY_NAMES", "RedactQueryCredentials", "read_token_file", "serve"]
+
+logger = logging.getLogger("jobprogress.server")
+
+CREDENTIAL_QUERY_NAMES: Final = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "auth", "bearer"}
+)
+"""Query parameters that look like credentials: refused by the collector and redacted from its logs."""
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The bearer token held in ``path``, surrounding whitespace removed.
+
+    Raises:
+        ConfigurationError: the file is missing, unreadable, empty, or holds a token with whitespace,
+            control or non-ASCII characters inside (which no HTTP client can send).
+    """
+    token_path = Path(path)
+    try:
+        raw = token_path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"token file {str(token_path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read token file {str(token_path)!r}: {exc.strerror}") from None
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"token file {str(token_path)!r} is not UTF-8 text") from None
+    if not token:
+        raise ConfigurationError(f"token file {str(token_path)!r} is empty; put a long random secret in it")
+    if not token.isascii() or not token.isprintable() or any(ch.isspace() for ch in token):
+        # The message must not quote the token.
+        raise ConfigurationError(
+            f"the token in {str(token_path)!r} must be printable ASCII without spaces "
+            "(e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    try:
+        mode = token_path.stat().st_mode
+    except OSError:  # pragma: no cover - it was just read
+        mode = 0
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning("token file %s is readable by other users; chmod 600 it", token_path)
+    return token
+
+
+def _redact_path(path: str) -> str:
+    """A request target with the values of credential-like query parameters replaced by ``***``."""
+    if "?" not in path:
+        return path
+    route, _, query = path.partition("?")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True)
+    except ValueError:
+        return route + "?<redacted>"
+    if not any(name.strip().lower() in CREDENTIAL_QUERY_NAMES for name, _ in pairs):
+        return path
+    clean = [
+        (name, "***" if name.strip().lower() in CREDENTIAL_QUERY_NAMES else value) for name, value in pairs
+    ]
+    return route + "?" + urlencode(clean, safe="*")
+
+
+class RedactQueryCredentials(logging.Filter):
+    """Keeps tokens sent in a query string (refused, but still logged by uvicorn) out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], _redact_path(args[2]), *args[3:])
+        return True
+
+
+def serve(
+    db_url: str,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    token_file: str | os.PathLike[str] | None = None,
+    *,
+    limit_concurrency: int | None = None,
+    stall_after: float = 30.0,
+    max_body: int = 65536,
+    table_prefix: str = "cf_",
+    log_level: str = "info",
+    access_log: bool = True,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> None:
+    """Run the collector in the foreground until SIGINT or SIGTERM (what ``jobprogress serve`` calls).
+
+    Args:
+        db_url: SQLAlchemy URL of the progress store the collector writes to and reads from.
+        host: Address to bind. The default, 127.0.0.1, accepts local clients only; bind a public
+            address only behind TLS (a reverse proxy, or ``ssl_certfile``/``ssl_keyfile``).
+        port: TCP port.
+        token_file: File holding the bearer token (surrounding whitespace ignored). Required.
+        limit_concurrency: Requests served at once (default 64); more are answered 503 with
+            ``Retry-After``. uvicorn's own connection limit is set to ``4 * N + 64`` as a backstop.
+        stall_after: Seconds after which running workers are judged stalled or lost by the read routes.
+        max_body: Largest request body in bytes, also after gzip inflation.
+        table_prefix: Prefix of the store's tables.
+        log_level: uvicorn's log level.
+        access_log: Whether uvicorn logs each request (credential-like query values are redacted).
+        ssl_certfile: PEM certificate to serve HTTPS directly.
+        ssl_keyfile: PEM private key for ``ssl_certfile``.
+
+    Raises:
+        ConfigurationError: no token file, a missing or empty one, or invalid limits.
+        MissingExtraError: the ``server`` extra is not installed.
+    """
+    if token_file is None:
+        raise ConfigurationError("the collector needs --token-file PATH holding its bearer token")
+    token = read_token_file(token_file)
+    if limit_concurrency is not None and (not isinstance(limit_concurrency, int) or limit_concurrency < 1):
+        raise ConfigurationError(f"limit_concurrency must be a positive int, got {limit_concurrency!r}")
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port must be between 0 and 65535, got {port!r}")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigurationError("TLS needs both ssl_certfile and ssl_keyfile")
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingExtraError("the collector (jobprogress serve)", "server", "uvicorn") from exc
+    from jobprogress.server.app import DEFAULT_MAX_IN_FLIGHT, create_app
+
+    in_flight = limit_concurrency or DEFAULT_MAX_IN_FLIGHT
+    app = create_app(
+        db_url,
+        token=token,
+        stall_after=stall_after,
+        max_body=max_body,
+        max_in_flight=in_flight,
+        table_prefix=table_prefix,
+    )
+    logging.getLogger("uvicorn.access").addFilter(RedactQueryCredentials())
+    if host not in ("127.0.0.1", "localhost", "::1") and ssl_certfile is None:
+        logger.warning(
+            "binding %s without TLS: the bearer token crosses the network in clear text; put a TLS "
+            "proxy in front, or pass a certificate",
+            host,
+        )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        limit_concurrency=4 * in_flight + 64,
+        proxy_headers=False,
+        server_header=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        timeout_graceful_shutdown=10,
+    )
