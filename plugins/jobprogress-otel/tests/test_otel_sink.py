@@ -10,7 +10,7 @@ from jobprogress.errors import ConfigurationError, SinkError
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from jobprogress_otel import OtelSink
+from jobprogress_otel import OtelSink, _sink
 from jobprogress_otel._sink import INSTRUMENT_NAMES
 from otel_helpers import Point, collect, envelope, heartbeat, update
 
@@ -315,3 +315,16 @@ def test_url_options_are_read(provider: MeterProvider) -> None:
     sink = OtelSink("otel://?max_jobs=5&keep_final=2.5", meter_provider=provider)
     assert (sink.max_jobs, sink.keep_final) == (5, 2.5)
     sink.close(1.0)
+
+
+def test_a_forked_child_does_not_report_the_parents_jobs(
+    provider: MeterProvider, reader: InMemoryMetricReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = OtelSink("otel://", meter_provider=provider)
+    parent.send([heartbeat("parent-job", 1, progress=envelope(1))])
+    monkeypatch.setattr(_sink.os, "getpid", lambda: -1)  # what os.getpid() says after fork()
+    child = OtelSink("otel://", meter_provider=provider)  # jobprogress opens new sinks in a child
+    child.send([heartbeat("child-job", 1, progress=envelope(2))])
+
+    assert [p.attributes["job_id"] for p in collect(reader)[DONE]] == ["child-job"]
+    child.close(1.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -132,6 +133,7 @@ class OtelSink:
         self._states: OrderedDict[tuple[str, str], _JobState] = OrderedDict()
         self._closed = False
         self._warned_eviction = False
+        self._pid = os.getpid()
         self._hub = _hub_for(meter_provider)
         self._hub.attach(self)
 
@@ -308,7 +310,13 @@ class _Hub:
                 self._sinks.remove(sink)
 
     def _callback(self, index: int, options: CallbackOptions) -> Iterable[Observation]:
+        pid = os.getpid()
         with self._lock:
+            # A forked child inherits the parent's sinks and their states, but not their jobs: jobprogress
+            # builds new sinks in the child, so the inherited ones are dropped instead of reported.
+            inherited = [sink for sink in self._sinks if sink._pid != pid]
+            for sink in inherited:
+                self._sinks.remove(sink)
             sinks = list(self._sinks)
         points: list[Observation] = []
         for sink in sinks:
