@@ -1,5 +1,122 @@
-"""jobprogress: live, durable progress for long-running jobs across many workers."""
+"""jobprogress: live, durable progress for long-running jobs across many workers.
 
+Importing this package is cheap: it loads the tracker and nothing else. Configuration, the background
+reporter, pydantic models and sink plugins load on first use.
+"""
+
+from __future__ import annotations
+
+from ._tracker import Tracker
+from ._tracker import current
+from ._tracker import track
 from ._version import __version__
+from .errors import ConfigurationError
+from .errors import InvalidProgressError
+from .errors import JobProgressError
+from .errors import PayloadTooLargeError
 
-__all__ = ["__version__"]
+TYPE_CHECKING = False  # not typing's: keeps this import light
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidProgressError",
+    "JobProgressError",
+    "PayloadTooLargeError",
+    "Tracker",
+    "__version__",
+    "aflush",
+    "configure",
+    "current",
+    "flush",
+    "shutdown",
+    "stats",
+    "track",
+]
+
+
+def configure(
+    *,
+    sinks: Sequence[str] | str | None = None,
+    worker_id: str | None = None,
+    interval: float | None = None,
+    keepalive: float | None = None,
+    payload_limit: int | None = None,
+    on_oversize: str | None = None,
+    heartbeat_limit: int | None = None,
+    exit_timeout: float | None = None,
+    max_batch: int | None = None,
+) -> None:
+    """Configure where progress goes. Every argument also comes from ``JOBPROGRESS_<NAME>``.
+
+    An argument left as None falls back to its environment variable, then to its default. Every sink URL
+    is validated here (unknown scheme, missing extra, bad parameters). Trackers already running carry
+    on, reporting to the new sinks.
+
+    Args:
+        sinks: Sink URLs, e.g. ``["sqlite:///progress.db", "stdout://"]`` (env: comma-separated).
+        worker_id: This worker's id; default ``"<hostname>:<pid>"``.
+        interval: Minimum seconds between progress sends per job (default 1.0).
+        keepalive: Heartbeat after this many seconds without a change (default 10.0).
+        payload_limit: Largest payload in bytes of JSON (default 1024, ceiling 4096).
+        on_oversize: ``"raise"`` (default) or ``"drop"`` an oversized payload.
+        heartbeat_limit: Largest heartbeat that carries the envelope inline (default 512 bytes).
+        exit_timeout: Longest wait for delivery at process exit (default 2.0 s).
+        max_batch: Most messages per ``send`` (default 500).
+
+    Raises:
+        ConfigurationError: naming the bad value and the valid choices.
+    """
+    from . import _runtime
+
+    _runtime.configure(
+        sinks=sinks,
+        worker_id=worker_id,
+        interval=interval,
+        keepalive=keepalive,
+        payload_limit=payload_limit,
+        on_oversize=on_oversize,
+        heartbeat_limit=heartbeat_limit,
+        exit_timeout=exit_timeout,
+        max_batch=max_batch,
+    )
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Send the newest state of every live tracker and wait for delivery.
+
+    Returns:
+        True when every sink's mailbox is empty, False at the deadline. A sink that is failing (its
+        last send raised, or it is backing off) is not waited for.
+    """
+    from . import _runtime
+
+    return _runtime.flush(timeout)
+
+
+async def aflush(timeout: float = 5.0) -> bool:
+    """:func:`flush` for async code (asyncio or trio), without blocking the event loop."""
+    from . import _runtime
+
+    return await _runtime.aflush(timeout)
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Flush (bounded by ``timeout``), stop the background threads and close the sinks. Idempotent.
+
+    Runs by itself at interpreter exit and at the exit of multiprocessing children, bounded by
+    ``exit_timeout``. A tracker started afterwards starts a fresh reporter.
+    """
+    from . import _runtime
+
+    return _runtime.shutdown(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Delivery counters: per sink ``sent``, ``batches``, ``failures``, ``retries``, ``dropped``,
+    ``dropped_overflow``, ``replaced``, ``pending`` and ``failing``; ``live_trackers``; ``payload_dropped``."""
+    from . import _runtime
+
+    return _runtime.stats()

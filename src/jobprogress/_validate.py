@@ -6,13 +6,14 @@ Every error names the bad value (or its type, when its repr cannot be trusted) a
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from collections.abc import Mapping
-from typing import Any, Final
 
 from .errors import InvalidProgressError, PayloadTooLargeError
+
+TYPE_CHECKING = False  # not typing's: keeps `import jobprogress` from loading typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Final
 
 MAX_COUNT: Final = 2**63 - 1
 """Largest count or seq: the top of a signed 64-bit BIGINT."""
@@ -27,10 +28,20 @@ PAYLOAD_LIMIT_CEILING: Final = 4096
 UNITS: Final = ("files", "rows", "bytes", "records", "chunks", "iterations", "unknown")
 STATUSES: Final = ("running", "succeeded", "failed", "cancelled")
 
-# C0 and C1 control characters and DEL; ids never hold them.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
-PayloadValue = str | int | float | bool | None
+def _is_control(char: str) -> bool:
+    """C0 and C1 control characters and DEL; ids never hold them."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F
+
+
+def has_control(text: str) -> bool:
+    # isprintable() is a fast C scan that is True for almost every id; only then look closer.
+    return not text.isprintable() and any(map(_is_control, text))
+
+
+if TYPE_CHECKING:
+    PayloadValue = str | int | float | bool | None
 
 
 def _short(value: object) -> str:
@@ -64,7 +75,7 @@ def check_id(what: str, value: object) -> str:
     text = check_text(what, value, MAX_ID_LENGTH)
     if not text.strip():
         raise InvalidProgressError(f"{what} must be a non-empty string, got {text!r}")
-    if _CONTROL.search(text):
+    if has_control(text):
         raise InvalidProgressError(f"{what} {_short(text)} contains control characters")
     return text
 
@@ -116,6 +127,8 @@ def check_payload_value(key: str, value: object) -> PayloadValue:
 
 def payload_json(payload: Mapping[str, PayloadValue]) -> str:
     """The canonical JSON text of a payload, as sinks and stores write it."""
+    import json
+
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -126,6 +139,8 @@ def check_payload(fields: object, limit: int = PAYLOAD_LIMIT_CEILING) -> dict[st
         InvalidProgressError: a key or value is not allowed.
         PayloadTooLargeError: the JSON form is over ``limit`` bytes.
     """
+    from collections.abc import Mapping
+
     if not isinstance(fields, Mapping):
         raise InvalidProgressError(f"payload must be a mapping of str to scalars, not {type(fields).__name__}")
     if len(fields) > limit // 4:  # each field takes at least 4 bytes of JSON: cheap early refusal
@@ -155,8 +170,8 @@ def error_summary(error: BaseException | str) -> str:
     else:
         text = str(error)
     text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
-    text = " ".join(text.split()) if _CONTROL.search(text) else text
-    text = _CONTROL.sub("", text)
+    if has_control(text):
+        text = "".join(char for char in " ".join(text.split()) if not _is_control(char))
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 1] + "…"
     return text

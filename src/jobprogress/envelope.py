@@ -28,7 +28,6 @@ from ._validate import (
     MAX_COUNT,
     MAX_ERROR_LENGTH,
     UNITS,
-    PayloadValue,
     check_id,
     check_payload,
     check_text,
@@ -48,6 +47,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+
+PayloadValue = str | int | float | bool | None
+"""What a payload field may hold: flat metrics only."""
 
 
 class ProgressUnit(str, Enum):

@@ -1,0 +1,376 @@
+"""The background reporter: sampling, throttle, keepalive, message building, flush and shutdown.
+
+One reporter per process samples the live trackers off the hot path, feeds each tracker's throughput
+estimator, and hands the newest state of every job that is due to each sink's :class:`Mailbox`:
+immediately on start, status change and finish; at most once per ``interval`` for progress; a
+heartbeat without progress after ``keepalive`` seconds without a change. Its cost grows with the
+number of live jobs, never with items. Throttling runs on the monotonic clock, so a stepped wall clock
+changes nothing; message order is carried by ``seq``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final
+
+from ._mailbox import Mailbox
+from ._validate import MAX_COUNT, payload_json
+from .estimator import ThroughputEstimator
+
+if TYPE_CHECKING:
+    from ._tracker import Tracker
+    from .config import Settings
+    from .envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
+    from .sinks import AnySink
+
+    Message = Heartbeat | ProgressUpdate
+
+__all__ = ["Reporter", "Slot", "build_envelope", "next_seq"]
+
+logger = logging.getLogger("jobprogress")
+
+_FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
+MAX_SAMPLE_PERIOD: Final = 1.0
+# Bytes of a heartbeat with progress besides its strings and payload, with every number at its widest.
+_HEARTBEAT_SKELETON_BYTES: Final = 430
+
+_seq_lock = threading.Lock()
+_last_seq = 0
+
+
+def next_seq(floor: int = 0) -> int:
+    """A process-wide strictly increasing sequence: microseconds since the epoch, bumped past the last.
+
+    Time-based so a restarted worker continues above its previous run; strictly increasing within the
+    process even when the wall clock steps back; never below ``floor`` (a stored seq, on resume).
+    """
+    global _last_seq
+    with _seq_lock:
+        _last_seq = max(_last_seq + 1, time.time_ns() // 1000, floor + 1)
+        return _last_seq
+
+
+class Slot:
+    """The reporter's bookkeeping for one live tracker."""
+
+    __slots__ = (
+        "estimator",
+        "fixed_bytes",
+        "key",
+        "payload_bytes",
+        "payload_seen",
+        "run_id",
+        "sent_at",
+        "sent_done",
+        "sent_version",
+        "seq_floor",
+        "tracker",
+        "urgent",
+    )
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.estimator = ThroughputEstimator()
+        self.key = (tracker.job_id or "", tracker.worker_id or "")
+        self.run_id = tracker.run_id
+        self.sent_done = -1
+        self.sent_version = -1
+        self.sent_at = float("-inf")
+        self.seq_floor = 0
+        self.urgent = True
+        self.payload_seen: object = None
+        self.payload_bytes = 0
+        strings = (tracker.job_id, tracker.worker_id, tracker.run_id, tracker.kind, tracker.unit)
+        self.fixed_bytes = sum(len(json.dumps(s, ensure_ascii=False).encode()) for s in strings if s)
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
+def build_envelope(
+    tracker: Tracker, slot: Slot | None, updated_at: datetime | None, done: int | None = None
+) -> JobProgressEnvelope:
+    """The envelope of ``tracker`` now, with rate and ETA from its slot's estimator when sampled."""
+    from .envelope import JobProgressEnvelope, ProgressUnit
+
+    done = tracker.done if done is None else done
+    total = tracker.total
+    rate = eta = None
+    if slot is not None:
+        rate = slot.estimator.rate()
+        if total is not None:
+            remaining = slot.estimator.eta(total)
+            if remaining is not None:
+                eta = min(round(remaining), MAX_COUNT)
+    if tracker.status == "succeeded":
+        eta = 0
+    elif tracker.status in _FINAL:
+        eta = None
+    return JobProgressEnvelope.model_construct(
+        items_done=min(done, MAX_COUNT),
+        items_total=total,
+        unit=ProgressUnit(tracker.unit),
+        throughput_per_sec=rate,
+        eta_seconds=eta,
+        updated_at=updated_at or datetime.now(timezone.utc),
+        payload=tracker._payload,
+    )
+
+
+class Reporter:
+    """Samples trackers and feeds the sinks' mailboxes.
+
+    Args:
+        settings: The resolved configuration.
+        sinks: ``(name, sink)`` pairs; with none, trackers still work and nothing is sent.
+        clock: Monotonic seconds (throttle, keepalive, estimator, retry timing).
+        wallclock: POSIX seconds for ``updated_at``.
+        threaded: False runs every pass and every delivery inline, in the calling thread (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[tuple[str, AnySink]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+        threaded: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._wallclock = wallclock
+        self._threaded = threaded
+        self.mailboxes = [
+            Mailbox(sink, name, max_batch=settings.max_batch, clock=clock, threaded=threaded) for name, sink in sinks
+        ]
+        self._sample_period = min(settings.interval, MAX_SAMPLE_PERIOD)
+        self._slots: dict[int, Slot] = {}
+        self._incoming: deque[tuple[Tracker, int]] = deque()
+        self._pass_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._stopped = False
+        self._next_sample = float("-inf")
+        self._forced_cond = threading.Condition()
+        self._forced_requested = 0
+        self._forced_done = 0
+
+    # -- tracker side (any thread) ---------------------------------------------------------------
+
+    def register(self, tracker: Tracker, seq_floor: int = 0) -> None:
+        """A tracker started: report it at once."""
+        self._incoming.append((tracker, seq_floor))
+        self._kick()
+
+    def notify(self, tracker: Tracker) -> None:
+        """A tracker changed status: report it at once."""
+        self._incoming.append((tracker, 0))
+        self._kick()
+
+    def _kick(self) -> None:
+        if not self.mailboxes:
+            return
+        if self._threaded:
+            self._ensure_thread()
+            self._wake.set()
+        else:
+            self.run_pass()
+            for mailbox in self.mailboxes:
+                mailbox.wait_empty(0.0)
+
+    # -- the pass --------------------------------------------------------------------------------
+
+    def run_pass(self, *, force: bool = False) -> None:
+        """Handle started/finished trackers, and on sample ticks (or ``force``) sample every tracker."""
+        with self._pass_lock:
+            now = self._clock()
+            while self._incoming:
+                tracker, seq_floor = self._incoming.popleft()
+                slot = tracker._slot
+                if slot is None or slot.run_id != tracker.run_id or slot.key != (tracker.job_id, tracker.worker_id):
+                    slot = tracker._slot = Slot(tracker)
+                slot.seq_floor = max(slot.seq_floor, seq_floor)
+                slot.urgent = True
+                self._slots[id(tracker)] = slot
+                if not (force or now >= self._next_sample):
+                    self._visit(slot, now, sample=False, force=False)
+            if force or now >= self._next_sample:
+                self._next_sample = now + self._sample_period
+                for slot in list(self._slots.values()):
+                    self._visit(slot, now, sample=True, force=force)
+
+    def _visit(self, slot: Slot, now: float, *, sample: bool, force: bool) -> None:
+        tracker = slot.tracker
+        status = tracker._status
+        done = tracker.done
+        if sample and status == "running":
+            slot.estimator.observe(now, done)
+        changed = done != slot.sent_done or tracker._version != slot.sent_version
+        if slot.urgent or (changed and (force or now - slot.sent_at >= self.settings.interval)):
+            messages = self._build(slot, tracker, done, status)
+            for mailbox in self.mailboxes:
+                mailbox.put(slot.key, messages)
+            slot.urgent = False
+            slot.sent_done = done
+            slot.sent_version = tracker._version
+            slot.sent_at = now
+        elif status == "running" and now - slot.sent_at >= self.settings.keepalive:
+            keepalive = [self._heartbeat(slot, tracker, status, None)]
+            for mailbox in self.mailboxes:
+                mailbox.put(slot.key, keepalive, keepalive=True)
+            slot.sent_at = now
+        if status in _FINAL and not slot.urgent:
+            self._slots.pop(id(tracker), None)
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _heartbeat(
+        self, slot: Slot, tracker: Tracker, status: str, progress: JobProgressEnvelope | None
+    ) -> Heartbeat:
+        from .envelope import Heartbeat, JobStatus
+
+        return Heartbeat.model_construct(
+            v=1,
+            type="heartbeat",
+            job_id=slot.key[0],
+            worker_id=slot.key[1],
+            run_id=tracker._run_id,
+            seq=next_seq(slot.seq_floor),
+            status=JobStatus(status),
+            kind=tracker._kind,
+            error=tracker._error,
+            progress=progress,
+            updated_at=progress.updated_at if progress is not None else _utc(self._wallclock()),
+        )
+
+    def _build(self, slot: Slot, tracker: Tracker, done: int, status: str) -> list[Message]:
+        from .envelope import ProgressUpdate
+
+        envelope = build_envelope(tracker, slot, _utc(self._wallclock()), done)
+        heartbeat = self._heartbeat(slot, tracker, status, envelope)
+        if self._fits(slot, heartbeat):
+            return [heartbeat]
+        bare = heartbeat.model_copy(update={"progress": None})
+        update = ProgressUpdate.model_construct(
+            v=1,
+            type="progress",
+            job_id=slot.key[0],
+            worker_id=slot.key[1],
+            run_id=tracker._run_id,
+            seq=next_seq(slot.seq_floor),
+            progress=envelope,
+        )
+        return [bare, update]
+
+    def _fits(self, slot: Slot, heartbeat: Heartbeat) -> bool:
+        """Whether the heartbeat with its envelope stays within ``heartbeat_limit`` bytes of JSON."""
+        payload = heartbeat.progress.payload if heartbeat.progress is not None else None
+        if payload is not slot.payload_seen:
+            slot.payload_seen = payload
+            slot.payload_bytes = len(payload_json(payload).encode()) if payload is not None else 0
+        error_bytes = len(json.dumps(heartbeat.error, ensure_ascii=False).encode()) if heartbeat.error else 0
+        bound = _HEARTBEAT_SKELETON_BYTES + slot.fixed_bytes + slot.payload_bytes + error_bytes
+        limit = self.settings.heartbeat_limit
+        return bound <= limit or len(heartbeat.model_dump_json().encode()) <= limit
+
+    # -- thread ----------------------------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None or self._stopped:
+            return
+        with self._thread_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="jobprogress-reporter", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down: run inline from now on
+                self._threaded = False
+                for mailbox in self.mailboxes:
+                    mailbox._threaded = False
+                return
+            self._thread = thread
+        from . import _runtime
+
+        _runtime.ensure_exit_hooks()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(max(self._next_sample - self._clock(), 0.0))
+            self._wake.clear()
+            with self._forced_cond:
+                forced = self._forced_requested
+            try:
+                self.run_pass(force=forced > self._forced_done)
+            except Exception:
+                logger.exception("jobprogress: unexpected error in the reporter")
+            if forced > self._forced_done:
+                with self._forced_cond:
+                    self._forced_done = forced
+                    self._forced_cond.notify_all()
+
+    def _forced_pass(self, deadline: float) -> None:
+        if not self._threaded or self._thread is None or not self._thread.is_alive():
+            self.run_pass(force=True)
+            return
+        with self._forced_cond:
+            self._forced_requested += 1
+            wanted = self._forced_requested
+            self._wake.set()
+            while self._forced_done < wanted:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return
+                self._forced_cond.wait(remaining)
+
+    # -- flush and shutdown ----------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        """Send the newest state of every tracker; True when every mailbox is empty by the deadline.
+
+        Never waits on a sink that is failing (its last send raised, or it is backing off).
+        """
+        if not self.mailboxes:
+            return True
+        deadline = self._clock() + max(timeout, 0.0)
+        self._forced_pass(deadline)
+        empty = True
+        for mailbox in self.mailboxes:
+            if mailbox.wait_empty(deadline):
+                mailbox.sink_flush(max(deadline - self._clock(), 0.0))
+            else:
+                empty = False
+        return empty
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush (bounded by ``timeout``), stop the threads and close the sinks. Idempotent."""
+        if self._stopped:
+            return True
+        deadline = self._clock() + max(timeout, 0.0)
+        delivered = self.flush(timeout)
+        self._stopped = True
+        self._wake.set()
+        for mailbox in self.mailboxes:
+            mailbox.stop(max(deadline - self._clock(), 0.0))
+        return delivered
+
+    def live_trackers(self) -> list[Tracker]:
+        return [slot.tracker for slot in list(self._slots.values()) if slot.tracker._status == "running"]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "live_trackers": len(self._slots),
+            "sinks": {
+                mailbox.name: {**mailbox.stats, "pending": mailbox.pending, "failing": mailbox.failing}
+                for mailbox in self.mailboxes
+            },
+        }

@@ -1,0 +1,3 @@
+class CounterBase:
+    _done: int
+    def advance(self, n: int = 1) -> None: ...

@@ -1,0 +1,527 @@
+"""Tracker: counters, context manager / decorator / ``iter()``; the hot path.
+
+``advance()`` only adds to a counter (a C method when the accelerator is built). Everything else —
+clocks, rates, envelopes, delivery — happens in the background reporter, which samples trackers.
+Status changes (start, finish, fail, cancel) are handed to the reporter at once, without waiting for
+delivery: a worker running thousands of short jobs never pays a sink round trip per job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import os
+from contextvars import ContextVar, Token
+
+from . import _validate as v
+from ._counter import CounterBase
+from .errors import InvalidProgressError, TrackerStateError
+
+# Not typing.TYPE_CHECKING: importing typing (and the re, enum, functools it pulls in) would triple the
+# cost of `import jobprogress`. Type checkers treat any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+    from types import TracebackType
+    from typing import Any, Final, TypeVar
+
+    from ._reporter import Slot
+    from .envelope import JobProgressEnvelope
+
+    T = TypeVar("T")
+    F = TypeVar("F", bound=Callable[..., Any])
+    __all__ = ["Tracker", "current", "track"]
+
+PENDING: Final = "pending"
+RUNNING: Final = "running"
+FINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
+
+_current: ContextVar[Tracker | None] = ContextVar("jobprogress_current", default=None)
+
+# Iterators whose remaining length is exact: iter() counts them with no per-item work at all.
+_EXACT_LENGTH_ITERATORS: Final = frozenset(
+    type(iter(sample)) for sample in ([], (), range(0), "", b"", bytearray(), {}, {}.values(), {}.items(), set())
+)
+
+
+def current() -> Tracker:
+    """The innermost active tracker of this thread or asyncio task (``with``/``async with``/decorator).
+
+    Raises:
+        TrackerStateError: no tracker is active here.
+    """
+    tracker = _current.get()
+    if tracker is None:
+        raise TrackerStateError(
+            "no active tracker: current() works inside a `with track(...)` block or a function "
+            "decorated with @track(...)"
+        )
+    return tracker
+
+
+class _Probe:
+    """Counts the items an ``iter()`` has handed out, read by the reporter instead of a per-item add."""
+
+    __slots__ = ("_counter", "_iterator", "_length")
+
+    def __init__(self, iterator: Any = None, length: int = 0, counter: Any = None) -> None:
+        self._iterator = iterator  # an exact-length iterator, read through __length_hint__
+        self._length = length
+        self._counter = counter  # an itertools.count advanced by compress(), read through repr
+
+    def handed_out(self) -> int:
+        if self._counter is not None:
+            return int(repr(self._counter)[6:-1]) - 1  # "count(N)"; it starts at 1
+        return max(self._length - operator.length_hint(self._iterator), 0)
+
+
+class _IterEnd:
+    """Last element of the chain ``iter()`` returns: finishes the tracker when the loop is exhausted.
+
+    If the loop is abandoned (``break``, an exception) the chain is dropped and ``__del__`` settles the
+    count; a tracker that ``iter()`` itself started is then marked cancelled.
+    """
+
+    __slots__ = ("_ended", "_owns", "_probe", "_tracker")
+
+    def __init__(self, tracker: Tracker, probe: _Probe, owns: bool) -> None:
+        self._tracker = tracker
+        self._probe = probe
+        self._owns = owns
+        self._ended = False
+
+    def __iter__(self) -> _IterEnd:
+        return self
+
+    def __next__(self) -> Any:
+        self._end(exhausted=True)
+        raise StopIteration
+
+    def __del__(self) -> None:
+        if not self._ended:
+            try:
+                self._end(exhausted=False)
+            except Exception:  # never raise from a finalizer
+                pass
+
+    def _end(self, *, exhausted: bool) -> None:
+        self._ended = True
+        tracker = self._tracker
+        handed_out = self._probe.handed_out()
+        tracker._done += handed_out if exhausted else max(handed_out - 1, 0)
+        if tracker._probe is self._probe:
+            tracker._probe = None
+        if self._owns and tracker._status == RUNNING:
+            if exhausted:
+                tracker.finish()
+            else:
+                tracker.cancel()
+
+
+class Tracker(CounterBase):
+    """Progress of one job on this worker. Create it with :func:`track`.
+
+    A tracker is a context manager, an async context manager and a decorator, and wraps iterables with
+    :meth:`iter`. ``advance()`` is safe to call from many threads at once.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_error",
+        "_job",
+        "_kind",
+        "_payload",
+        "_probe",
+        "_resume",
+        "_run_id",
+        "_slot",
+        "_status",
+        "_token",
+        "_total",
+        "_unit",
+        "_version",
+        "_worker_id",
+        "_worker_id_arg",
+    )
+
+    _job: JobSpec
+    _probe: _Probe | None
+    _slot: Slot | None
+
+    def __init__(
+        self,
+        job: JobSpec = None,
+        *,
+        unit: str = "unknown",
+        total: int | None = None,
+        kind: str | None = None,
+        payload: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+        resume: bool = False,
+    ) -> None:
+        if isinstance(job, str):
+            v.check_id("job id", job)
+        elif job is not None and not callable(job):
+            raise InvalidProgressError(f"job must be a string, a callable or None, not {type(job).__name__}")
+        self._job = job
+        self._unit = v.check_unit(unit)
+        self._total = v.check_count("total", total, allow_none=True)
+        self._kind = None if kind is None else v.check_text("kind", kind, 64)
+        self._worker_id_arg = None if worker_id is None else v.check_id("worker_id", worker_id)
+        self._payload = None if payload is None else self._guard_payload(payload)
+        self._resume = bool(resume)
+        self._status = PENDING
+        self._error: str | None = None
+        self._run_id: str | None = None
+        self._worker_id: str | None = None
+        self._probe = None
+        self._slot = None
+        self._token: Token[Tracker | None] | None = None
+        self._version = 0
+
+    # -- read-only state -------------------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str | None:
+        """The job id (None for a decorator template that has not been called yet)."""
+        return self._job if isinstance(self._job, str) else None
+
+    @property
+    def worker_id(self) -> str | None:
+        """The worker id of the current run (set at start)."""
+        return self._worker_id if self._worker_id is not None else self._worker_id_arg
+
+    @property
+    def done(self) -> int:
+        """Items done so far (including those an active ``iter()`` has completed)."""
+        probe = self._probe
+        if probe is None:
+            return self._done
+        return self._done + max(probe.handed_out() - 1, 0)
+
+    @property
+    def total(self) -> int | None:
+        return self._total
+
+    @property
+    def unit(self) -> str:
+        return self._unit
+
+    @property
+    def kind(self) -> str | None:
+        return self._kind
+
+    @property
+    def status(self) -> str:
+        """``pending`` before start, then ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        return self._status
+
+    @property
+    def error(self) -> str | None:
+        """The bounded error summary of a failed run."""
+        return self._error
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        return None if self._payload is None else dict(self._payload)
+
+    @property
+    def run_id(self) -> str | None:
+        """New for every start of the tracker."""
+        return self._run_id
+
+    # -- counters --------------------------------------------------------------------------------
+
+    def _advance_slow(self, n: object) -> None:
+        count = v.check_count("advance(n)", n)
+        assert count is not None
+        if self._done + count > v.MAX_COUNT:
+            raise InvalidProgressError(
+                f"advance({count}) would take done past the largest storable count {v.MAX_COUNT} (2**63-1)"
+            )
+        self._done += count
+
+    def set_done(self, n: int) -> None:
+        """Set the number of items done (e.g. after a checkpoint restore)."""
+        count = v.check_count("set_done(n)", n)
+        assert count is not None
+        probe = self._probe
+        self._done = count if probe is None else count - max(probe.handed_out() - 1, 0)
+
+    def set_total(self, n: int | None) -> None:
+        """Set or clear the number of items expected. ``done > total`` is allowed and shown as such."""
+        self._total = v.check_count("set_total(n)", n, allow_none=True)
+        self._version += 1
+
+    def set_payload(self, **fields: Any) -> None:
+        """Merge small metrics into the payload; checked against the size limit at this call.
+
+        Raises:
+            InvalidProgressError: a key or value is not allowed.
+            PayloadTooLargeError: the merged payload is over ``payload_limit`` and ``on_oversize`` is
+                ``"raise"``; with ``"drop"`` the update is dropped, counted and warned about once.
+        """
+        merged = dict(self._payload or {})
+        merged.update(fields)
+        guarded = self._guard_payload(merged)
+        if guarded is not None:
+            self._payload = guarded
+            self._version += 1
+
+    def _guard_payload(self, payload: dict[str, Any]) -> dict[str, v.PayloadValue] | None:
+        from . import _runtime
+
+        settings = _runtime.settings()
+        try:
+            return v.check_payload(payload, settings.payload_limit)
+        except v.PayloadTooLargeError:
+            if settings.on_oversize == "raise":
+                raise
+            _runtime.count_payload_drop()
+            return None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> Tracker:
+        """Start a run (new ``run_id``) and report it at once. Starting a running tracker does nothing.
+
+        Raises:
+            InvalidProgressError: the tracker has no job id.
+        """
+        if self._status == RUNNING:
+            return self
+        if not isinstance(self._job, str):
+            raise InvalidProgressError(
+                "this tracker has no job id: pass track('job-id', ...) or use it as a decorator"
+            )
+        from . import _runtime
+
+        runtime = _runtime.reporter()
+        self._worker_id = self._worker_id_arg or runtime.settings.resolved_worker_id
+        if self._status in FINAL_STATUSES:
+            self._done = 0  # a new run counts afresh
+        self._run_id = os.urandom(8).hex()
+        self._error = None
+        seq_floor = 0
+        if self._resume:
+            stored = _runtime.stored_progress(self._job, self._worker_id)
+            if stored is not None:
+                self._done, seq_floor = stored
+        self._status = RUNNING
+        self._version += 1
+        runtime.register(self, seq_floor)
+        return self
+
+    def _end(self, status: str, error: str | None) -> None:
+        if self._status != RUNNING:
+            return
+        probe = self._probe
+        if probe is not None:  # a with-block around iter() ended before the loop did
+            self._done += max(probe.handed_out() - 1, 0)
+            self._probe = None
+        self._error = error
+        self._status = status
+        self._version += 1
+        from . import _runtime
+
+        _runtime.reporter().notify(self)
+
+    def finish(self) -> None:
+        """Mark the run ``succeeded`` and report it at once (without waiting for delivery)."""
+        self._end("succeeded", None)
+
+    def fail(self, exc_or_message: BaseException | str) -> None:
+        """Mark the run ``failed`` with a bounded error summary (type and message, at most 256 chars)."""
+        self._end("failed", v.error_summary(exc_or_message))
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Mark the run ``cancelled``."""
+        self._end("cancelled", None if reason is None else v.error_summary(reason))
+
+    def _exit(self, exc: BaseException | None) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # exited in another context than it was entered in
+                _current.set(None)
+        if exc is None:
+            self.finish()
+        elif isinstance(exc, (KeyboardInterrupt, GeneratorExit)) or type(exc).__name__ == "CancelledError":
+            self.cancel(type(exc).__name__)
+        elif isinstance(exc, SystemExit) and exc.code in (None, 0):
+            self.finish()
+        else:
+            self.fail(exc)
+
+    def __enter__(self) -> Tracker:
+        if self._token is not None:
+            raise TrackerStateError(f"tracker {self.job_id!r} is already entered; create one per block")
+        self.start()
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit(exc)
+
+    async def __aenter__(self) -> Tracker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit(exc)
+
+    # -- iterables -------------------------------------------------------------------------------
+
+    def iter(self, iterable: Iterable[T]) -> Iterator[T]:
+        """Yield from ``iterable``, counting items; the total comes from ``len()`` when not given.
+
+        A tracker that is not running is started here and finished when the iterable is exhausted
+        (cancelled if the loop is abandoned). Counting costs no Python code per item.
+        """
+        if self._total is None:
+            try:
+                self.set_total(len(iterable))  # type: ignore[arg-type]
+            except TypeError:
+                pass
+        owns = self._status != RUNNING
+        if owns:
+            self.start()
+        iterator = iter(iterable)
+        if type(iterator) in _EXACT_LENGTH_ITERATORS:
+            probe = _Probe(iterator=iterator, length=operator.length_hint(iterator))
+            core: Iterator[T] = iterator
+        else:
+            counter = itertools.count(1)
+            probe = _Probe(counter=counter)
+            core = itertools.compress(iterator, counter)  # the counter is always truthy: a C-level tally
+        self._probe = probe
+        return itertools.chain(core, _IterEnd(self, probe, owns))
+
+    # -- decorator -------------------------------------------------------------------------------
+
+    def _clone(self, job: str) -> Tracker:
+        return Tracker(
+            job,
+            unit=self._unit,
+            total=self._total,
+            kind=self._kind,
+            payload=self._payload,
+            worker_id=self._worker_id_arg,
+            resume=self._resume,
+        )
+
+    def __call__(self, func: F) -> F:
+        """Decorate ``func``: each call runs in a fresh tracker whose job id comes from the arguments.
+
+        ``job`` may be a template over the bound arguments (``"scan-{source_id}"``), a callable taking
+        the same arguments, a plain string, or None (the function's qualified name).
+        """
+        import functools
+        import inspect
+
+        job_for = _job_resolver(self._job, func)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self._clone(job_for(args, kwargs)):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        if inspect.isasyncgenfunction(func):
+
+            @functools.wraps(func)
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                async with self._clone(job_for(args, kwargs)):
+                    async for item in func(*args, **kwargs):
+                        yield item
+
+            return agen_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._clone(job_for(args, kwargs)):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    # -- snapshot --------------------------------------------------------------------------------
+
+    def snapshot(self) -> JobProgressEnvelope:
+        """The current envelope: done, total, unit, throughput and ETA (when sampled), payload."""
+        from ._reporter import build_envelope
+
+        return build_envelope(self, self._slot, None)
+
+    def __repr__(self) -> str:
+        total = "?" if self._total is None else self._total
+        return f"<Tracker {self.job_id!r} {self._status} {self.done}/{total} {self._unit}>"
+
+
+def _job_resolver(spec: JobSpec, func: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    """Decide once, at decoration, how each call's job id is made."""
+    import inspect
+    import string
+
+    if spec is None:
+        name = f"{func.__module__}.{func.__qualname__}"
+        return lambda args, kwargs: name
+    if callable(spec):
+        make = spec
+
+        def from_callable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            return v.check_id("job id", make(*args, **kwargs))
+
+        return from_callable
+    fields = [field for _, field, _, _ in string.Formatter().parse(spec) if field is not None]
+    if not fields:
+        return lambda args, kwargs: spec
+    signature = inspect.signature(func)
+    names = set(signature.parameters)
+    for field in fields:
+        root = field.split(".", 1)[0].split("[", 1)[0]
+        if root not in names:
+            raise InvalidProgressError(
+                f"job template {spec!r} uses {{{field}}}, which is not a parameter of {func.__qualname__}; "
+                f"parameters: {', '.join(names) or '(none)'}"
+            )
+
+    def from_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return v.check_id("job id", spec.format_map(bound.arguments))
+
+    return from_template
+
+
+def track(
+    job: JobSpec = None,
+    *,
+    unit: str = "unknown",
+    total: int | None = None,
+    kind: str | None = None,
+    payload: dict[str, Any] | None = None,
+    worker_id: str | None = None,
+    resume: bool = False,
+) -> Tracker:
+    """Track a job: ``with track("scan-42", unit="files", total=n) as t: ... t.advance()``.
+
+    Args:
+        job: The job id; as a decorator, a template over the call's arguments or a callable taking them.
+        unit: One of files, rows, bytes, records, chunks, iterations, unknown.
+        total: Items expected, if known.
+        kind: Free text; the Jobs view knows scan, parse, backtest and schema_eval.
+        payload: Small flat metrics (see :meth:`Tracker.set_payload`).
+        worker_id: Overrides the configured worker id for this tracker.
+        resume: Start ``done`` from the stored row of this (job, worker), when a configured sink is a
+            store that holds one.
+
+    Raises:
+        InvalidProgressError: an argument is invalid; the message names it and the valid choices.
+    """
+    return Tracker(job, unit=unit, total=total, kind=kind, payload=payload, worker_id=worker_id, resume=resume)
