@@ -1,0 +1,283 @@
+"""The click commands behind ``jobprogress``: jobs, show, watch, serve, demo."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Final, TypeVar
+
+import click
+from rich.console import Console
+
+from ._format import parse_states
+from ._render import job_detail, jobs_table
+from ._safe import scrub
+from ._source import JobSource, SourceError
+
+__all__ = ["DEFAULT_DB", "cli"]
+
+DEFAULT_DB: Final = "sqlite:///jobprogress.db"
+DEFAULT_STALL_AFTER: Final = 30.0
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _store_options(func: _F) -> _F:
+    func = click.option(
+        "--stall-after",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_STALL_AFTER,
+        show_default=True,
+        metavar="SECONDS",
+        help="A running worker with no message for this long is lost; with no progress, stalled.",
+    )(func)
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="JOBPROGRESS_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        show_envvar=True,
+        metavar="URL",
+        help="Database to read (sqlite:///…, duckdb:///…, postgresql+psycopg://…).",
+    )(func)
+
+
+def _filter_options(func: _F) -> _F:
+    func = click.option(
+        "--kind",
+        "kinds",
+        multiple=True,
+        metavar="KIND",
+        help="Only jobs of this kind (repeatable or comma-separated): scan, parse, backtest, schema_eval, …",
+    )(func)
+    return click.option(
+        "--status",
+        "statuses",
+        multiple=True,
+        metavar="STATUS",
+        help="Only jobs showing this status (repeatable or comma-separated): failed, lost, stalled, "
+        "running, succeeded, cancelled, or the groups actionable and ready.",
+    )(func)
+
+
+def _states(statuses: Sequence[str]) -> frozenset[str]:
+    try:
+        return parse_states(statuses)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--status'") from None
+
+
+def _kinds(kinds: Sequence[str]) -> frozenset[str]:
+    return frozenset(part.strip() for value in kinds for part in value.split(",") if part.strip())
+
+
+def _open(db_url: str, stall_after: float) -> JobSource:
+    try:
+        return JobSource(db_url, stall_after=stall_after)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _console() -> Console:
+    # Markup, emoji and highlighting off: every renderable we print is Text built from scrubbed data.
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def _dump(data: Any) -> str:
+    # ASCII-escaped, so no control, bidi or other non-ASCII character from a worker reaches the terminal.
+    return json.dumps(data, ensure_ascii=True, allow_nan=False, indent=2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="jobprogress", prog_name="jobprogress")
+def cli() -> None:
+    """Live progress of long-running jobs across many workers.
+
+    Start with `jobprogress demo`, then look around with `jobprogress jobs`, `show JOB` and `watch`.
+    """
+
+
+@cli.command()
+@_store_options
+@_filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs (JobView fields).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many jobs.")
+def jobs(
+    db_url: str,
+    stall_after: float,
+    statuses: Sequence[str],
+    kinds: Sequence[str],
+    as_json: bool,
+    limit: int | None,
+) -> None:
+    """Print the Jobs table: failed, lost and stalled first, then running, then ready."""
+    states = _states(statuses)
+    with _open(db_url, stall_after) as source:
+        try:
+            views = source.jobs(states=states, kinds=_kinds(kinds), limit=limit)
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            click.echo(_dump([view.model_dump(mode="json") for view in views]))
+            return
+        console = _console()
+        if not views:
+            filtered = " matching the filters" if states or kinds else ""
+            console.print(f"No jobs{filtered} in {source.display_url}.", markup=False)
+            return
+        console.print(jobs_table(views, datetime.now(timezone.utc)))
+
+
+@cli.command()
+@_store_options
+@click.argument("job_id", metavar="JOB")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (JobView fields).")
+def show(db_url: str, stall_after: float, job_id: str, as_json: bool) -> None:
+    """Show one job: envelope, payload, failure detail and each worker."""
+    with _open(db_url, stall_after) as source:
+        try:
+            view = source.job(job_id)
+            if view is None:
+                known = [known.job_id for known in source.jobs()]
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from None
+        if view is None:
+            message = f"no job {scrub(job_id)!r} in {source.display_url}"
+            close = difflib.get_close_matches(job_id, known, n=3)
+            if close:
+                message += "; did you mean " + " or ".join(repr(scrub(name)) for name in close) + "?"
+            raise click.ClickException(message)
+        if as_json:
+            click.echo(_dump(view.model_dump(mode="json")))
+            return
+        _console().print(job_detail(view, datetime.now(timezone.utc)))
+
+
+@cli.command()
+@_store_options
+@_filter_options
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between refreshes.",
+)
+def watch(
+    db_url: str, stall_after: float, statuses: Sequence[str], kinds: Sequence[str], interval: float
+) -> None:
+    """Live full-screen Jobs view (q quits, / filters, a shows actionable jobs only)."""
+    states = _states(statuses)
+    kind_set = _kinds(kinds)
+    with _open(db_url, stall_after) as source:
+        try:
+            source.jobs(limit=1)  # fail before taking over the screen when the store cannot be read
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from None
+        from ._tui import JobsApp
+
+        JobsApp(
+            lambda: source.jobs(states=states, kinds=kind_set),
+            source_name=source.display_url,
+            interval=interval,
+        ).run()
+
+
+@cli.command()
+@_store_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="Port to bind.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File holding the bearer token every /v1/ request must send (required).",
+)
+@click.option(
+    "--limit-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Answer 503 with Retry-After beyond this many requests in flight.",
+)
+def serve(
+    db_url: str,
+    stall_after: float,
+    host: str,
+    port: int,
+    token_file: str | None,
+    limit_concurrency: int | None,
+) -> None:
+    """Run the HTTP collector: workers POST progress to it, it writes to --db and serves the Jobs API."""
+    from jobprogress.errors import JobProgressError
+
+    try:
+        from jobprogress.server import serve as run_server
+    except ImportError as exc:
+        raise click.ClickException(f"the collector needs the server extra: {exc}") from None
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "token_file": token_file,
+        "limit_concurrency": limit_concurrency,
+    }
+    import inspect
+
+    # The collector's Jobs API judges liveness too; pass --stall-after where it takes it.
+    if "stall_after" in inspect.signature(run_server).parameters:
+        options["stall_after"] = stall_after
+    try:
+        run_server(db_url, **options)
+    except JobProgressError as exc:
+        raise click.ClickException(scrub(str(exc))) from None
+
+
+@cli.command()
+@_store_options
+@click.option(
+    "--path",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Directory tree the workers scan and parse [default: the Python standard library].",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1.0, max=600.0),
+    default=15.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="About how long the workers take.",
+)
+@click.option(
+    "--no-tui", is_flag=True, help="Print plain progress lines and a summary instead of the live view."
+)
+def demo(
+    db_url: str,
+    stall_after: float,
+    path: str | None,
+    duration: float,
+    no_tui: bool,
+) -> None:
+    """Run real worker processes (scan, parse, backtest, schema_eval) into --db and show them live.
+
+    One job fails on purpose and one worker is killed with SIGKILL early on, so the view shows a
+    failed job and, after --stall-after, a lost one.
+    """
+    from .demo import DemoError, run_demo
+
+    try:
+        code = run_demo(
+            db_url,
+            path=path,
+            duration=duration,
+            stall_after=stall_after,
+            tui=not no_tui,
+            out=sys.stdout,
+        )
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)

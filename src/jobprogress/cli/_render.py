@@ -1,0 +1,186 @@
+"""Rich renderables of the Jobs view: the Jobs table and the detail panel of one job.
+
+Every cell is a :class:`rich.text.Text` built from scrubbed text (:func:`safe_text`), never a markup
+string, so worker data such as ``[/]`` or ``:warning:`` shows literally and cannot raise
+``MarkupError``. The same renderables serve ``jobprogress jobs``/``show`` and the Textual ``watch`` app.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, Final
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from jobprogress.store.views import JobView, WorkerView
+
+from ._format import (
+    ago,
+    human_duration,
+    job_row,
+    last_seen,
+    progress_line,
+    rate,
+    state_of,
+    summary_line,
+)
+from ._safe import scrub
+
+__all__ = ["STATE_STYLES", "job_detail", "jobs_table", "safe_text", "state_text"]
+
+STATE_STYLES: Final = {
+    "failed": "bold red",
+    "lost": "bold magenta",
+    "stalled": "bold yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "cancelled": "dim",
+}
+"""Colour of each state word; the word itself always carries the meaning (colour is never alone)."""
+
+JOB_COLUMNS: Final = ("Job", "Kind", "Status", "Progress", "Workers", "Updated")
+
+
+def safe_text(value: object, style: str = "") -> Text:
+    """Worker data as a literal :class:`~rich.text.Text`: scrubbed, no markup, no emoji codes."""
+    return Text(scrub(value), style=style, end="")
+
+
+def state_text(state: str) -> Text:
+    """A state word in its colour."""
+    return Text(state, style=STATE_STYLES.get(state, ""), end="")
+
+
+def _format_time(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return aware.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def jobs_table(views: Sequence[JobView], now: datetime, *, title: str | None = None) -> Table:
+    """The Jobs table for views already in display order (see ``_format.sort_jobs``)."""
+    table = Table(
+        title=Text(title) if title is not None else None,
+        caption=Text(summary_line(views), style="dim"),
+        box=box.SIMPLE_HEAD,
+        expand=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column(JOB_COLUMNS[0], overflow="fold", max_width=48)
+    table.add_column(JOB_COLUMNS[1], overflow="fold", max_width=14)
+    table.add_column(JOB_COLUMNS[2], no_wrap=True)
+    table.add_column(JOB_COLUMNS[3], overflow="fold", min_width=16)
+    table.add_column(JOB_COLUMNS[4], justify="right", overflow="fold", max_width=16)
+    table.add_column(JOB_COLUMNS[5], justify="right", no_wrap=True)
+    for view in views:
+        job, kind, state, progress, workers, updated = job_row(view, now)
+        table.add_row(
+            Text(job, style="bold", end=""),
+            Text(kind, end=""),
+            state_text(state),
+            Text(progress, style="red" if state == "failed" else "", end=""),
+            Text(workers, end=""),
+            Text(updated, style="dim", end=""),
+        )
+    return table
+
+
+def _payload_value(value: Any) -> str:
+    # Strings are shown as they are; numbers, booleans and null in their JSON spelling.
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _field_grid() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def _worker_table(workers: Sequence[WorkerView], now: datetime) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    table.add_column("Worker", overflow="fold", max_width=40)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Progress", overflow="fold")
+    table.add_column("Seen", justify="right", no_wrap=True)
+    table.add_column("Progressed", justify="right", no_wrap=True)
+    table.add_column("Run · seq", overflow="fold", style="dim")
+    for worker in workers:
+        run = f"{scrub(worker.run_id or '-')} · {worker.seq if worker.seq is not None else '-'}"
+        table.add_row(
+            safe_text(worker.worker_id, "bold"),
+            state_text(state_of(worker)),
+            Text(progress_line(worker), end=""),
+            Text(ago(worker.seen_at or worker.updated_at, now), end=""),
+            Text(ago(worker.progressed_at, now), end=""),
+            Text(run, end=""),
+        )
+    return table
+
+
+def job_detail(view: JobView, now: datetime) -> RenderableType:
+    """The detail panel of one job: envelope, payload, failure detail and one row per worker."""
+    state = state_of(view)
+    envelope = _field_grid()
+    envelope.add_row("status", state_text(state))
+    envelope.add_row("kind", safe_text(view.kind or "-"))
+    envelope.add_row("progress", Text(progress_line(view), end=""))
+    envelope.add_row("unit", safe_text(view.unit or "mixed"))
+    envelope.add_row("done", Text("-" if view.done is None else f"{view.done:,}", end=""))
+    envelope.add_row("total", Text("-" if view.total is None else f"{view.total:,}", end=""))
+    speed = rate(view.throughput, view.unit)
+    envelope.add_row("throughput", Text(speed or "-", end=""))
+    eta = "-" if view.eta_seconds is None else human_duration(view.eta_seconds)
+    envelope.add_row("eta", Text(eta, end=""))
+    envelope.add_row("updated", Text(f"{_format_time(view.updated_at)} (worker clock)", end=""))
+    envelope.add_row("last seen", Text(ago(last_seen(view), now), end=""))
+    if state in ("lost", "stalled"):
+        why = (
+            "every running worker went silent (no message within --stall-after)"
+            if state == "lost"
+            else "workers are alive but made no progress within --stall-after"
+        )
+        envelope.add_row("attention", Text(why, style=STATE_STYLES[state], end=""))
+
+    parts: list[RenderableType] = [envelope]
+    if view.payload:
+        payload = _field_grid()
+        for key in sorted(view.payload):
+            payload.add_row(safe_text(key), safe_text(_payload_value(view.payload[key])))
+        parts.append(Panel(payload, title=Text("payload"), title_align="left", box=box.ROUNDED))
+
+    failures = [worker for worker in view.workers if worker.error]
+    if view.error or failures:
+        detail = _field_grid()
+        # The job's error is its most recently failed worker's: list per worker when they are known.
+        for worker in failures:
+            detail.add_row(safe_text(worker.worker_id), safe_text(worker.error, "red"))
+        if not failures:
+            detail.add_row("error", safe_text(view.error, "red"))
+        parts.append(Panel(detail, title=Text("failure", style="red"), title_align="left", box=box.ROUNDED))
+
+    parts.append(
+        Panel(
+            _worker_table(view.workers, now),
+            title=Text(f"workers ({len(view.workers)})"),
+            title_align="left",
+            box=box.ROUNDED,
+        )
+    )
+    return Panel(
+        Group(*parts),
+        title=safe_text(view.job_id, "bold"),
+        title_align="left",
+        subtitle=state_text(state),
+        subtitle_align="right",
+    )

@@ -1,0 +1,140 @@
+"""Where the views read jobs from: a :class:`~jobprogress.store.ProgressStore`, with errors made short.
+
+A bad ``--db`` (unknown scheme, missing SQLite file, unreachable server, missing driver) becomes one
+:class:`SourceError` whose message is a single line naming the database (password hidden) and the
+problem, so the commands can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from jobprogress.errors import JobProgressError
+
+from ._format import sort_jobs
+from ._safe import scrub
+
+if TYPE_CHECKING:
+    from jobprogress.store.query import ProgressStore
+    from jobprogress.store.views import JobView
+
+__all__ = ["JobSource", "SourceError", "redact_url"]
+
+_PASSWORD = re.compile(r"^(?P<head>[^:/?#]+://[^:/@?#]*:)[^@/?#]*(?P<tail>@)")
+_SINK_ONLY_SCHEMES = ("http", "https", "stdout", "stderr", "memory")
+
+
+class SourceError(JobProgressError):
+    """The jobs could not be read; the message is one line meant for the user."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, fit to print in an error message."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    # SQLAlchemy appends "(Background on this error at: …)" and SQL on later lines: keep the first.
+    return scrub(text.splitlines()[0]).strip()
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    # What a bad URL, a missing file or an unreachable server raises on the way through SQLAlchemy and
+    # its drivers; anything else is a bug and keeps its traceback.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (JobProgressError, SQLAlchemyError, OSError, ValueError, ImportError)
+
+
+class JobSource:
+    """Reads, filters and orders jobs from one store for the views.
+
+    Args:
+        url: A database URL (``sqlite:///jobprogress.db``, ``postgresql+psycopg://…``, ``duckdb:///…``).
+        stall_after: Seconds without a message (lost) or without progress (stalled) before a running
+            worker is judged so.
+
+    Raises:
+        SourceError: the store cannot be opened; the message names the URL and the problem.
+    """
+
+    def __init__(self, url: str, *, stall_after: float = 30.0) -> None:
+        self.url = url
+        self.display_url = scrub(redact_url(url))
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if not scheme:
+            raise SourceError(
+                f"{self.display_url!r} is not a database URL; use e.g. sqlite:///jobprogress.db, "
+                "duckdb:///progress.duckdb or postgresql+psycopg://user@host/db"
+            )
+        if scheme in _SINK_ONLY_SCHEMES:
+            raise SourceError(
+                f"cannot read jobs from {self.display_url}: {scheme}:// is a sink, not a database; "
+                "point --db at the database the collector writes to"
+            )
+        errors = _read_errors()
+        try:
+            from jobprogress.store.query import ProgressStore
+
+            self._store: ProgressStore = ProgressStore(url, stall_after=stall_after)
+        except errors as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> SourceError:
+        message = _one_line(exc)
+        # The store's own messages may already start with the (redacted) URL: say it once.
+        for prefix in (f"{self.display_url}: ", f"{scrub(redact_url(self.url))}: "):
+            message = message.removeprefix(prefix)
+        return SourceError(f"cannot read {self.display_url}: {message}")
+
+    def jobs(
+        self, *, states: Collection[str] = (), kinds: Collection[str] = (), limit: int | None = None
+    ) -> list[JobView]:
+        """Every job in display order (actionable, running, ready), filtered by state word and kind.
+
+        Args:
+            states: State words to keep (``failed``, ``lost``, ``stalled``, ``running``, ``succeeded``,
+                ``cancelled``); empty keeps all.
+            kinds: Kinds to keep; empty keeps all.
+            limit: Keep at most this many, after ordering.
+
+        Raises:
+            SourceError: the query failed.
+        """
+        try:
+            # The store filters by the same state words the views show; the order is ours.
+            views = self._store.jobs(status=sorted(states) or None, kind=sorted(kinds) or None)
+        except _read_errors() as exc:
+            raise self._error(exc) from None
+        ordered = sort_jobs(views)
+        return ordered if limit is None else ordered[:limit]
+
+    def job(self, job_id: str) -> JobView | None:
+        """One job with its workers, or None when the store has no such job.
+
+        Raises:
+            SourceError: the query failed.
+        """
+        try:
+            return self._store.job(job_id)
+        except _read_errors() as exc:
+            raise self._error(exc) from None
+
+    def close(self) -> None:
+        """Release the store (its shared engine stays with the other stores of the URL)."""
+        self._store.close()
+
+    def __enter__(self) -> JobSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
