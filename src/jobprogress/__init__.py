@@ -6,14 +6,9 @@ reporter, pydantic models and sink plugins load on first use.
 
 from __future__ import annotations
 
-from ._tracker import Tracker
-from ._tracker import current
-from ._tracker import track
+from ._tracker import Tracker, current, track
 from ._version import __version__
-from .errors import ConfigurationError
-from .errors import InvalidProgressError
-from .errors import JobProgressError
-from .errors import PayloadTooLargeError
+from .errors import ConfigurationError, InvalidProgressError, JobProgressError, PayloadTooLargeError
 
 TYPE_CHECKING = False  # not typing's: keeps this import light
 if TYPE_CHECKING:
@@ -115,8 +110,13 @@ def shutdown(timeout: float = 5.0) -> bool:
 
 
 def stats() -> dict[str, Any]:
-    """Delivery counters: per sink ``sent``, ``batches``, ``failures``, ``retries``, ``dropped``,
-    ``dropped_overflow``, ``replaced``, ``pending`` and ``failing``; ``live_trackers``; ``payload_dropped``."""
+    """Delivery counters, for monitoring and tests.
+
+    Returns:
+        ``{"live_trackers": n, "payload_dropped": n, "sinks": {url: {...}}}`` where each sink has ``sent``,
+        ``batches``, ``failures``, ``retries``, ``dropped``, ``dropped_overflow``, ``replaced``,
+        ``pending`` and ``failing``.
+    """
     from . import _runtime
 
     return _runtime.stats()

@@ -40,7 +40,7 @@ MAX_PENDING_KEYS: Final = 10_000
 
 def backoff_delay(attempt: int, rng: random.Random) -> float:
     """1 s doubling per failed attempt, capped at 30 s, with ±20 % jitter so workers do not synchronise."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16)) * rng.uniform(
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 16)) * rng.uniform(
         1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER
     )
 
@@ -139,7 +139,9 @@ class Mailbox:
                 self._failed(batch, exc, exc.retry_after)
             else:
                 self.stats["dropped"] += len(flat)
-                self._log_once(type(exc).__name__, False, f"rejected {len(flat)} message(s), not retried: {exc}")
+                self._log_once(
+                    type(exc).__name__, False, f"rejected {len(flat)} message(s), not retried: {exc}"
+                )
                 self._settled()
         except Exception as exc:
             self._failed(batch, exc, None)
@@ -230,8 +232,10 @@ class Mailbox:
     # -- thread ----------------------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None or self._stopping:
-            return
+        if self._thread is None and not self._stopping:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
         with self._lock:
             if self._thread is not None:
                 return

@@ -78,7 +78,7 @@ class Slot:
         self.tracker = tracker
         self.estimator = ThroughputEstimator()
         self.key = (tracker.job_id or "", tracker.worker_id or "")
-        self.run_id = tracker.run_id
+        self.run_id = tracker.run_id or ""
         self.sent_done = -1
         self.sent_version = -1
         self.sent_at = float("-inf")
@@ -149,7 +149,8 @@ class Reporter:
         self._wallclock = wallclock
         self._threaded = threaded
         self.mailboxes = [
-            Mailbox(sink, name, max_batch=settings.max_batch, clock=clock, threaded=threaded) for name, sink in sinks
+            Mailbox(sink, name, max_batch=settings.max_batch, clock=clock, threaded=threaded)
+            for name, sink in sinks
         ]
         self._sample_period = min(settings.interval, MAX_SAMPLE_PERIOD)
         self._slots: dict[int, Slot] = {}
@@ -196,7 +197,8 @@ class Reporter:
             while self._incoming:
                 tracker, seq_floor = self._incoming.popleft()
                 slot = tracker._slot
-                if slot is None or slot.run_id != tracker.run_id or slot.key != (tracker.job_id, tracker.worker_id):
+                key = (tracker.job_id, tracker.worker_id)
+                if slot is None or slot.run_id != tracker.run_id or slot.key != key:
                     slot = tracker._slot = Slot(tracker)
                 slot.seq_floor = max(slot.seq_floor, seq_floor)
                 slot.urgent = True
@@ -224,7 +226,7 @@ class Reporter:
             slot.sent_version = tracker._version
             slot.sent_at = now
         elif status == "running" and now - slot.sent_at >= self.settings.keepalive:
-            keepalive = [self._heartbeat(slot, tracker, status, None)]
+            keepalive: list[Message] = [self._heartbeat(slot, tracker, status, None)]
             for mailbox in self.mailboxes:
                 mailbox.put(slot.key, keepalive, keepalive=True)
             slot.sent_at = now
@@ -243,7 +245,7 @@ class Reporter:
             type="heartbeat",
             job_id=slot.key[0],
             worker_id=slot.key[1],
-            run_id=tracker._run_id,
+            run_id=slot.run_id,
             seq=next_seq(slot.seq_floor),
             status=JobStatus(status),
             kind=tracker._kind,
@@ -265,7 +267,7 @@ class Reporter:
             type="progress",
             job_id=slot.key[0],
             worker_id=slot.key[1],
-            run_id=tracker._run_id,
+            run_id=slot.run_id,
             seq=next_seq(slot.seq_floor),
             progress=envelope,
         )
@@ -285,8 +287,10 @@ class Reporter:
     # -- thread ----------------------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None or self._stopped:
-            return
+        if self._thread is None and not self._stopped:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
         with self._thread_lock:
             if self._thread is not None:
                 return

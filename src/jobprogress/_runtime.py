@@ -54,7 +54,7 @@ def _warn_once(kind: str, text: str, *args: object) -> None:
 
 
 def settings() -> Settings:
-    """The process's settings, resolved from ``JOBPROGRESS_*`` on first use if ``configure()`` was not called."""
+    """The process's settings; from ``JOBPROGRESS_*`` on first use if ``configure()`` was not called."""
     global _settings
     if _settings is None:
         with _lock:
@@ -148,7 +148,9 @@ def stored_progress(job_id: str, worker_id: str) -> tuple[int, int] | None:
         try:
             stored = read(job_id, worker_id)
         except Exception as exc:
-            _warn_once("resume", "jobprogress: resume could not read the stored progress (%s); starting at 0", exc)
+            _warn_once(
+                "resume", "jobprogress: resume could not read the stored progress (%s); starting at 0", exc
+            )
             return None
         return None if stored is None else (int(stored[0]), int(stored[1]))
     return None

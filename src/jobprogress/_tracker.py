@@ -15,7 +15,7 @@ from contextvars import ContextVar, Token
 
 from . import _validate as v
 from ._counter import CounterBase
-from .errors import InvalidProgressError, TrackerStateError
+from .errors import InvalidProgressError, PayloadTooLargeError, TrackerStateError
 
 # Not typing.TYPE_CHECKING: importing typing (and the re, enum, functools it pulls in) would triple the
 # cost of `import jobprogress`. Type checkers treat any name TYPE_CHECKING as true.
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
     F = TypeVar("F", bound=Callable[..., Any])
+    JobSpec = str | Callable[..., str] | None
     __all__ = ["Tracker", "current", "track"]
 
 PENDING: Final = "pending"
@@ -39,9 +40,19 @@ FINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
 _current: ContextVar[Tracker | None] = ContextVar("jobprogress_current", default=None)
 
 # Iterators whose remaining length is exact: iter() counts them with no per-item work at all.
-_EXACT_LENGTH_ITERATORS: Final = frozenset(
-    type(iter(sample)) for sample in ([], (), range(0), "", b"", bytearray(), {}, {}.values(), {}.items(), set())
+_EXACT_LENGTH_SAMPLES: tuple[object, ...] = (
+    [],
+    (),
+    range(0),
+    "",
+    b"",
+    bytearray(),
+    {},
+    {}.values(),
+    {}.items(),
+    set(),
 )
+_EXACT_LENGTH_ITERATORS: Final = frozenset(type(iter(sample)) for sample in _EXACT_LENGTH_SAMPLES)  # type: ignore[call-overload]
 
 
 def current() -> Tracker:
@@ -274,7 +285,7 @@ class Tracker(CounterBase):
         settings = _runtime.settings()
         try:
             return v.check_payload(payload, settings.payload_limit)
-        except v.PayloadTooLargeError:
+        except PayloadTooLargeError:
             if settings.on_oversize == "raise":
                 raise
             _runtime.count_payload_drop()
@@ -463,7 +474,9 @@ class Tracker(CounterBase):
         return f"<Tracker {self.job_id!r} {self._status} {self.done}/{total} {self._unit}>"
 
 
-def _job_resolver(spec: JobSpec, func: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+def _job_resolver(
+    spec: JobSpec, func: Callable[..., Any]
+) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
     """Decide once, at decoration, how each call's job id is made."""
     import inspect
     import string
@@ -524,4 +537,6 @@ def track(
     Raises:
         InvalidProgressError: an argument is invalid; the message names it and the valid choices.
     """
-    return Tracker(job, unit=unit, total=total, kind=kind, payload=payload, worker_id=worker_id, resume=resume)
+    return Tracker(
+        job, unit=unit, total=total, kind=kind, payload=payload, worker_id=worker_id, resume=resume
+    )

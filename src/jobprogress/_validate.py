@@ -94,7 +94,9 @@ def check_count(what: str, value: object, *, allow_none: bool = False) -> int | 
     if value < 0:
         raise InvalidProgressError(f"{what} must be >= 0, got {value}")
     if value > MAX_COUNT:
-        raise InvalidProgressError(f"{what} is {value}, over the largest storable count {MAX_COUNT} (2**63-1)")
+        raise InvalidProgressError(
+            f"{what} is {value}, over the largest storable count {MAX_COUNT} (2**63-1)"
+        )
     return value
 
 
@@ -142,7 +144,9 @@ def check_payload(fields: object, limit: int = PAYLOAD_LIMIT_CEILING) -> dict[st
     from collections.abc import Mapping
 
     if not isinstance(fields, Mapping):
-        raise InvalidProgressError(f"payload must be a mapping of str to scalars, not {type(fields).__name__}")
+        raise InvalidProgressError(
+            f"payload must be a mapping of str to scalars, not {type(fields).__name__}"
+        )
     if len(fields) > limit // 4:  # each field takes at least 4 bytes of JSON: cheap early refusal
         raise PayloadTooLargeError(size=4 * len(fields), limit=limit)
     clean: dict[str, PayloadValue] = {}

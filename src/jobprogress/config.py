@@ -84,7 +84,9 @@ def _sinks(name: str, value: Any) -> tuple[str, ...]:
     elif isinstance(value, Sequence):
         items = value
     else:
-        raise ConfigurationError(f"{name} must be a list of sink URLs or a comma-separated string, got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be a list of sink URLs or a comma-separated string, got {value!r}"
+        )
     urls = []
     for item in items:
         if not isinstance(item, str):

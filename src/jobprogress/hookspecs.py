@@ -23,7 +23,14 @@ import pluggy
 if TYPE_CHECKING:
     from .sinks import AnySink
 
-__all__ = ["PROJECT_NAME", "RegisterSink", "SinkFactory", "hookimpl", "hookspec", "jobprogress_register_sinks"]
+__all__ = [
+    "PROJECT_NAME",
+    "RegisterSink",
+    "SinkFactory",
+    "hookimpl",
+    "hookspec",
+    "jobprogress_register_sinks",
+]
 
 PROJECT_NAME = "jobprogress"
 

@@ -20,8 +20,10 @@ _FORMATS = ("json", "human")
 
 
 def _progress_text(progress: JobProgressEnvelope) -> str:
-    done = f"{progress.items_done}/{progress.items_total}" if progress.items_total is not None else str(
-        progress.items_done
+    done = (
+        f"{progress.items_done}/{progress.items_total}"
+        if progress.items_total is not None
+        else str(progress.items_done)
     )
     text = f"{done} {progress.unit}"
     if progress.throughput_per_sec is not None:
@@ -58,7 +60,9 @@ class StreamSink:
             raise ConfigurationError(f"unknown parameter(s) {sorted(unknown)} in {url!r}; valid: format")
         self.format = query.get("format", ["json"])[-1]
         if self.format not in _FORMATS:
-            raise ConfigurationError(f"format={self.format!r} in {url!r}; valid formats: {', '.join(_FORMATS)}")
+            raise ConfigurationError(
+                f"format={self.format!r} in {url!r}; valid formats: {', '.join(_FORMATS)}"
+            )
         self._lock = threading.Lock()
 
     @property
