@@ -1,0 +1,254 @@
+"""`jobprogress jobs|show|serve` through click's CliRunner, against real SQLite stores."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from _cli_support import HOSTILE_ID, fill_store
+from jobprogress.cli import main
+from jobprogress.cli._commands import cli
+from jobprogress.store.views import JobView, WorkerView
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'jobs.db'}"
+    fill_store(url)
+    return url
+
+
+def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_jobs_table_lists_actionable_first(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "jobs", "--db", store_url)
+    assert code == 0
+    order = [
+        name
+        for name in ("backtest-bad", "schema-lost", "scan-stalled", "parse-rows", "scan-src", "backtest-ok")
+        if name in out
+    ]
+    assert len(order) == 6
+    positions = [out.index(name) for name in order]
+    assert positions == sorted(positions)
+    # Stalled and lost are words, not colour alone.
+    assert "lost" in out
+    assert "stalled" in out
+    assert "8 jobs: 2 failed, 1 lost, 1 stalled, 3 running, 1 ready" in out
+
+
+def test_jobs_progress_lines_per_kind(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "jobs", "--db", store_url)
+    assert code == 0
+    text = " ".join(out.split())
+    assert "1,200/5,000 rows" in text  # parse, rows
+    assert "3.0 MiB / 8.0 MiB" in text  # parse, bytes human-sized
+    assert "50/200 files" in text  # scan: two workers summed
+    assert "pass 75.0%" in text  # backtest: passed / iterations done
+    assert "77 paths analysed" in text  # schema_eval
+
+
+def test_jobs_json_has_jobview_fields_and_is_ascii(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "jobs", "--db", store_url, "--json")
+    assert code == 0
+    assert out.isascii()
+    jobs = json.loads(out)
+    assert len(jobs) == 8
+    for item in jobs:
+        assert set(item) == set(JobView.model_fields)
+        for worker in item["workers"]:
+            assert set(worker) == set(WorkerView.model_fields)
+        JobView.model_validate(item)
+    by_id = {item["job_id"]: item for item in jobs}
+    assert by_id["schema-lost"]["lost"] is True
+    assert by_id["scan-stalled"]["stalled"] is True
+    assert by_id["scan-src"]["done"] == 50
+    assert len(by_id["scan-src"]["workers"]) == 2
+    assert HOSTILE_ID in by_id  # escaped in the text, intact once decoded
+    assert {item["job_id"] for item in jobs[:2]} == {HOSTILE_ID, "backtest-bad"}  # failed first
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--status", "failed"], {"backtest-bad", HOSTILE_ID}),
+        (["--status", "lost,stalled"], {"schema-lost", "scan-stalled"}),
+        (["--status", "lost", "--status", "stalled"], {"schema-lost", "scan-stalled"}),
+        (["--status", "actionable"], {"backtest-bad", HOSTILE_ID, "schema-lost", "scan-stalled"}),
+        (["--status", "ready"], {"backtest-ok"}),
+        (["--status", "running"], {"parse-rows", "parse-bytes", "scan-src"}),
+        (["--kind", "parse"], {"parse-rows", "parse-bytes"}),
+        (["--kind", "backtest,schema_eval"], {"backtest-ok", "backtest-bad", "schema-lost"}),
+        (["--kind", "backtest", "--status", "failed"], {"backtest-bad"}),
+        (["--kind", "nothing-like-this"], set()),
+    ],
+)
+def test_jobs_filters(runner: CliRunner, store_url: str, options: list[str], expected: set[str]) -> None:
+    code, out, _ = invoke(runner, "jobs", "--db", store_url, "--json", *options)
+    assert code == 0
+    assert {item["job_id"] for item in json.loads(out)} == expected
+
+
+def test_jobs_limit_keeps_the_most_actionable(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "jobs", "--db", store_url, "--json", "--limit", "3")
+    assert code == 0
+    states = [(item["status"], item["lost"]) for item in json.loads(out)]
+    assert states == [("failed", False), ("failed", False), ("running", True)]
+
+
+def test_unknown_status_is_a_usage_error_naming_the_valid_ones(runner: CliRunner, store_url: str) -> None:
+    result = runner.invoke(cli, ["jobs", "--db", store_url, "--status", "bogus"])
+    assert result.exit_code == 2
+    assert "unknown status 'bogus'" in result.stderr
+    assert "stalled" in result.stderr
+
+
+def test_db_comes_from_the_environment(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "jobs", "--json", env={"JOBPROGRESS_DB": store_url})
+    assert code == 0
+    assert len(json.loads(out)) == 8
+
+
+def test_show_prints_envelope_payload_failure_and_workers(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "show", "--db", store_url, "backtest-bad")
+    assert code == 0
+    for needle in ("backtest-bad", "failed", "37/200 iterations", "ValueError: window 37 has a gap", "w1"):
+        assert needle in out
+    code, out, _ = invoke(runner, "show", "--db", store_url, "scan-src")
+    assert code == 0
+    assert "workers (2)" in out
+    assert "w2" in out
+    code, out, _ = invoke(runner, "show", "--db", store_url, "schema-lost")
+    assert code == 0
+    assert "paths_analysed" in out  # payload fields
+    assert "lost" in out
+
+
+def test_show_json(runner: CliRunner, store_url: str) -> None:
+    code, out, _ = invoke(runner, "show", "--db", store_url, "scan-src", "--json")
+    assert code == 0
+    assert JobView.model_validate_json(out).done == 50
+
+
+def test_show_unknown_job_fails_and_suggests(runner: CliRunner, store_url: str) -> None:
+    result = runner.invoke(cli, ["show", "--db", store_url, "scan-sr"])
+    assert result.exit_code == 1
+    assert "no job 'scan-sr'" in result.stderr
+    assert "did you mean 'scan-src'" in result.stderr
+
+
+def test_missing_sqlite_file_is_one_line_and_creates_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    for command in (["jobs"], ["show", "x"], ["watch"]):
+        result = runner.invoke(cli, [*command, "--db", f"sqlite:///{missing}"])
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert str(missing) in lines[0]
+        assert "does not exist" in lines[0]
+        assert "Traceback" not in result.output
+        assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("foo://somewhere", "foo://somewhere"),
+        ("not a url", "not a database URL"),
+        ("http://127.0.0.1:8787", "is a sink, not a database"),
+        ("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x", "127.0.0.1"),
+    ],
+)
+def test_bad_db_url_is_one_line_without_traceback(runner: CliRunner, url: str, needle: str) -> None:
+    result = runner.invoke(cli, ["jobs", "--db", url])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert "s3cret" not in result.stderr  # passwords never printed
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_database_without_tables_has_no_jobs(runner: CliRunner, tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    code, out, _ = invoke(runner, "jobs", "--db", f"sqlite:///{path}")
+    assert code == 0
+    assert "No jobs in" in out
+    code, out, _ = invoke(runner, "jobs", "--db", f"sqlite:///{path}", "--json")
+    assert json.loads(out) == []
+
+
+def test_serve_passes_options_through(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobprogress.server
+
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def fake_serve(db_url: str, **options: object) -> None:
+        calls.append((db_url, options))
+
+    monkeypatch.setattr(jobprogress.server, "serve", fake_serve)
+    result = runner.invoke(
+        cli,
+        [
+            "serve",
+            "--db",
+            "sqlite:///x.db",
+            "--port",
+            "9999",
+            "--token-file",
+            "tok",
+            "--limit-concurrency",
+            "5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        ("sqlite:///x.db", {"host": "127.0.0.1", "port": 9999, "token_file": "tok", "limit_concurrency": 5})
+    ]
+
+
+def test_main_without_the_cli_extra_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "textual", None)  # find_spec() then reports it missing
+    with pytest.raises(SystemExit) as exit_info:
+        main(["jobs"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "pip install 'jobprogress[cli]'" in err
+    assert "textual" in err
+
+
+def test_main_runs_commands(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], store_url: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["jobs", "--db", store_url, "--json"])
+    assert exit_info.value.code == 0
+    assert len(json.loads(capsys.readouterr().out)) == 8
+
+
+def test_importing_the_cli_package_imports_no_extra() -> None:
+    import subprocess
+
+    code = (
+        "import sys, jobprogress, jobprogress.cli; "
+        "bad = [m for m in ('click', 'rich', 'textual', 'sqlalchemy') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
