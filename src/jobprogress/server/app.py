@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -43,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from jobprogress.store.query import ProgressStore
     from jobprogress.store.views import JobView
 
 __all__ = [
@@ -98,6 +100,70 @@ class JobReader(Protocol):
 
 _HEARTBEAT: Final = TypeAdapter(Heartbeat)
 _PROGRESS: Final = TypeAdapter(ProgressUpdate)
+
+
+def _missing_sqlite_file(db_url: str) -> bool:
+    """Whether ``db_url`` names a SQLite file that does not exist yet (the collector creates it on write)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    if database.startswith("file:"):
+        database = database[5:].split("?", 1)[0]
+    return not os.path.exists(database)
+
+
+class _StoreReader:
+    """A ``ProgressStore`` opened on first use.
+
+    Before the first write a SQLite file may not exist, and ``ProgressStore`` (rightly, for reading
+    commands) refuses to create one; until then the collector serves an empty Jobs view.
+    """
+
+    def __init__(self, db_url: str, *, stall_after: float, table_prefix: str) -> None:
+        self.db_url = db_url
+        self.stall_after = stall_after
+        self.table_prefix = table_prefix
+        self._store: ProgressStore | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _open(self) -> ProgressStore | None:
+        with self._lock:
+            if self._store is None and not self._closed and not _missing_sqlite_file(self.db_url):
+                from jobprogress.store import ProgressStore
+
+                self._store = ProgressStore(
+                    self.db_url, stall_after=self.stall_after, table_prefix=self.table_prefix
+                )
+            return self._store
+
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        active_within: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobView]:
+        store = self._open()
+        if store is None:
+            return []
+        return store.jobs(status=status, kind=kind, active_within=active_within, limit=limit, offset=offset)
+
+    def job(self, job_id: str) -> JobView | None:
+        store = self._open()
+        return None if store is None else store.job(job_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
 
 class _LogOnce:
@@ -487,14 +553,10 @@ def create_app(
         from jobprogress.store import StoreWriter
 
         assert db_url is not None
-
         writer = StoreWriter(db_url, table_prefix=table_prefix)
     if reader is None:
-        from jobprogress.store import ProgressStore
-
         assert db_url is not None
-
-        reader = ProgressStore(db_url, stall_after=stall_after, table_prefix=table_prefix)
+        reader = _StoreReader(db_url, stall_after=stall_after, table_prefix=table_prefix)
     collector = _Collector(writer, reader, max_body=max_body, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
