@@ -1,0 +1,42 @@
+"""Shared fixtures: every test starts with a fresh jobprogress runtime and a clean JOBPROGRESS_* environment."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import jobprogress as jp
+from jobprogress import _plugins, _runtime
+
+POSTGRES_ENV = "JOBPROGRESS_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("JOBPROGRESS_") and name != POSTGRES_ENV:
+            monkeypatch.delenv(name)
+    _runtime._settings = None
+    _plugins.reset()
+    yield
+    jp.shutdown(1.0)
+    _runtime._settings = None
+    _plugins.reset()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The test Postgres URL; the test is skipped with a reason when none is configured."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set (CI sets it; export it to run the Postgres tests)")
+    return url
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test run uses (table prefixes, schemas, job ids)."""
+    return f"t{uuid.uuid4().hex[:10]}"
