@@ -40,3 +40,9 @@ def postgres_url() -> str:
 def unique_name() -> str:
     """A name no other test run uses (table prefixes, schemas, job ids)."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Async tests (``@pytest.mark.anyio``) run on both anyio backends."""
+    return str(request.param)
