@@ -6,7 +6,10 @@ import contextlib
 import http.server
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import httpx
 import uvicorn
 
 from jobprogress.envelope import Heartbeat, JobProgressEnvelope, JobStatus, ProgressUpdate
@@ -277,3 +281,121 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+# -- collector processes and proxies ---------------------------------------------------------------
+
+_SERVE = (
+    "import sys; from jobprogress.server import serve; "
+    "serve(sys.argv[1], port=int(sys.argv[2]), token_file=sys.argv[3], table_prefix=sys.argv[4], "
+    "stall_after=float(sys.argv[5]))"
+)
+
+
+@contextlib.contextmanager
+def collector_process(
+    db_url: str,
+    token_file: os.PathLike[str] | str,
+    log_path: os.PathLike[str] | str,
+    *,
+    port: int | None = None,
+    table_prefix: str = "cf_",
+    stall_after: float = 30.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``serve()`` in a subprocess (what ``jobprogress serve`` runs); yields its URL once /healthz answers."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _SERVE,
+                db_url,
+                str(port),
+                str(token_file),
+                table_prefix,
+                str(stall_after),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"collector exited with {process.returncode}: {open(log_path).read()[-2000:]}"
+                )
+            try:
+                return httpx.get(url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not wait_for(healthy, timeout=20, interval=0.05):
+            raise RuntimeError("collector did not answer /healthz")
+        yield url, process
+    finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+class ReplyDroppingProxy:
+    """Forwards each request to ``target`` and reads the reply, then hangs up without passing it on."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.replies: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(body) < length:
+                    body += conn.recv(65536)
+                with socket.create_connection(("127.0.0.1", self.target_port), timeout=5) as upstream:
+                    upstream.sendall(head + b"\r\n\r\n" + body)
+                    status, _, _ = read_response(upstream)
+                self.replies.append(status)
+            # the reply is dropped: the connection closes without an answer
+
+    def __enter__(self) -> ReplyDroppingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
