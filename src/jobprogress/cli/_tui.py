@@ -5,8 +5,8 @@ Every ``interval`` seconds a thread worker reads the jobs and builds the row cel
 the UI thread then applies only what changed (cells updated in place, rows added or removed, one sort
 when the order changed), so a refresh over 10,000 jobs stays cheap and the cursor stays on its job.
 
-Keys: arrows/PageUp/PageDown move, ``/`` or ``f`` filters by text, ``a`` shows actionable jobs only,
-``r`` refreshes now, ``escape`` clears the filter, ``q`` quits.
+Keys: arrows, PageUp/PageDown and Home/End move, ``/`` or ``f`` filters by text, ``a`` shows
+actionable jobs only, ``r`` refreshes now, ``escape`` clears the filter, ``q`` quits.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.markup import escape as escape_textual_markup
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -64,7 +63,12 @@ class _JobCell(Text):
 
 
 class _JobsTable(DataTable[Text]):
-    """A DataTable that takes a refresh's cell changes in one batch."""
+    """A DataTable that takes a refresh's cell changes in one batch; Home/End go to the first/last job."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home,g", "scroll_top", "First", show=False),
+        Binding("end,G", "scroll_bottom", "Last", show=False),
+    ]
 
     def update_cells(self, changes: Sequence[tuple[str, str, Text]]) -> None:
         """Set many cells, then repaint once.
@@ -172,7 +176,8 @@ class JobsApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = escape_textual_markup(self._source_name)
+        # The header shows the sub-title as plain text (no markup), scrubbed like any other string.
+        self.sub_title = self._source_name
         table = self.query_one("#jobs", DataTable)
         for key, label, width in _COLUMNS:
             table.add_column(label, key=key, width=width)
