@@ -18,7 +18,15 @@ from .errors import ConfigurationError, UnknownSchemeError
 if TYPE_CHECKING:
     from .sinks import AnySink
 
-__all__ = ["BUILTIN_PLUGINS", "create_sink", "plugin_manager", "reset", "sink_factories"]
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "add_plugin",
+    "create_sink",
+    "plugin_manager",
+    "remove_plugin",
+    "reset",
+    "sink_factories",
+]
 
 BUILTIN_PLUGINS: Final = (
     "jobprogress.sinks.stdout",
@@ -36,6 +44,7 @@ _SEPARATE_PLUGINS: Final = {"otel": "pip install jobprogress-otel"}
 _lock = threading.Lock()
 _manager: pluggy.PluginManager | None = None
 _factories: dict[str, hookspecs.SinkFactory] | None = None
+_added: list[object] = []
 
 
 def _names(variable: str) -> set[str] | None:
@@ -56,6 +65,8 @@ def _build() -> tuple[pluggy.PluginManager, dict[str, hookspecs.SinkFactory]]:
     for module_name in BUILTIN_PLUGINS:
         if module_name not in disabled:
             manager.register(importlib.import_module(module_name), name=module_name)
+    for plugin in _added:
+        manager.register(plugin)
     wanted = _names("JOBPROGRESS_LOAD_PLUGINS")
     if wanted is None:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
@@ -96,6 +107,21 @@ def _ensure() -> dict[str, hookspecs.SinkFactory]:
             if _factories is None:
                 _manager, _factories = _build()
     return _factories
+
+
+def add_plugin(plugin: object) -> None:
+    """Register a plugin object in this process (beside built-ins and entry points); takes effect at once."""
+    with _lock:
+        _added.append(plugin)
+    reset()
+
+
+def remove_plugin(plugin: object) -> None:
+    """Undo :func:`add_plugin`."""
+    with _lock:
+        if plugin in _added:
+            _added.remove(plugin)
+    reset()
 
 
 def reset() -> None:

@@ -23,11 +23,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .hookspecs import RegisterSink, SinkFactory
+
     from .envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
 
     Message = Heartbeat | ProgressUpdate
 
-__all__ = ["FakeClock", "ProgressCapture", "capture_progress"]
+__all__ = ["FakeClock", "ProgressCapture", "capture_progress", "registered_sink"]
 
 
 class FakeClock:
@@ -143,3 +145,33 @@ def capture_progress(*, clock: FakeClock | None = None) -> Iterator[ProgressCapt
     )
     with _runtime.use_reporter(reporter):
         yield capture
+
+
+class _SinkPlugin:
+    def __init__(self, scheme: str, factory: SinkFactory) -> None:
+        self.scheme = scheme
+        self.factory = factory
+
+    def jobprogress_register_sinks(self, register: RegisterSink) -> None:
+        register(self.scheme, self.factory)
+
+
+@contextmanager
+def registered_sink(scheme: str, factory: SinkFactory) -> Iterator[None]:
+    """Make ``scheme://`` URLs resolve to ``factory`` for the block, as a plugin would (tests of sinks).
+
+    ::
+
+        with registered_sink("flaky", FlakySink):
+            jp.configure(sinks=["flaky://"])
+    """
+    from . import _plugins
+    from .hookspecs import hookimpl
+
+    plugin = _SinkPlugin(scheme, factory)
+    hookimpl(plugin.jobprogress_register_sinks)
+    _plugins.add_plugin(plugin)
+    try:
+        yield
+    finally:
+        _plugins.remove_plugin(plugin)
