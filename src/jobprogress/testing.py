@@ -23,9 +23,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .hookspecs import RegisterSink, SinkFactory
-
     from .envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
+    from .hookspecs import RegisterSink, SinkFactory
 
     Message = Heartbeat | ProgressUpdate
 
