@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -21,15 +22,17 @@ __all__ = ["DEFAULT_DB", "cli"]
 
 DEFAULT_DB: Final = "sqlite:///jobprogress.db"
 DEFAULT_STALL_AFTER: Final = 30.0
+DEMO_STALL_AFTER: Final = 5.0
+"""The demo lasts seconds, so its view judges lost and stalled sooner than the default."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _store_options(func: _F) -> _F:
+def _store_options(func: _F, *, stall_after: float = DEFAULT_STALL_AFTER) -> _F:
     func = click.option(
         "--stall-after",
         type=click.FloatRange(min=0, min_open=True),
-        default=DEFAULT_STALL_AFTER,
+        default=stall_after,
         show_default=True,
         metavar="SECONDS",
         help="A running worker with no message for this long is lost; with no progress, stalled.",
@@ -237,7 +240,7 @@ def serve(
 
 
 @cli.command()
-@_store_options
+@functools.partial(_store_options, stall_after=DEMO_STALL_AFTER)
 @click.option(
     "--path",
     type=click.Path(exists=True, file_okay=False),

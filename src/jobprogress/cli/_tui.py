@@ -112,6 +112,7 @@ class JobsApp(App[None]):
             in the status line and the last good list stays on screen.
         source_name: What the header names as the source (e.g. the database URL without password).
         interval: Seconds between refreshes.
+        banner: Called at each refresh (in the worker thread); its text ends the status line.
         clock: The current time, for "updated … ago" (injectable for tests).
     """
 
@@ -139,9 +140,11 @@ class JobsApp(App[None]):
         *,
         source_name: str = "",
         interval: float = 1.0,
+        banner: Callable[[], str] | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         super().__init__()
+        self._banner = banner
         self._fetch = fetch
         self._source_name = scrub(source_name)
         self._interval = interval
@@ -220,6 +223,8 @@ class JobsApp(App[None]):
         now = self._clock()
         cells = {view.job_id: job_row(view, now) for view in views}
         summary = summary_line(views)
+        if self._banner is not None:
+            summary += f" · {scrub(self._banner())}"
         elapsed = time.perf_counter() - started
         self.call_from_thread(self._apply, views, cells, summary, now, elapsed)
 

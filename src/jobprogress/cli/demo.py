@@ -1,0 +1,560 @@
+"""``jobprogress demo``: real worker processes doing real work, reported through the public API.
+
+Eleven worker processes scan a directory tree (the Python standard library by default), parse the
+files they find (lines and tokens of ``.py`` files; bytes of the others), run a small moving-average
+backtest grid over a synthetic price series and evaluate the schema of Python modules (public paths and
+their docstrings). Each one reports with ``jp.configure(...)`` and ``jp.track(...)`` into the store at
+``--db``, exactly as an application would. On purpose, one backtest fails (an exception in the worker),
+one byte parser pauses longer than ``--stall-after`` while staying alive (stalled), and one schema
+worker is killed with SIGKILL early on, so its job shows as lost once ``--stall-after`` has passed.
+
+The workers pace themselves so the whole run takes about ``--duration`` seconds and can be watched.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import multiprocessing
+import os
+import random
+import sys
+import sysconfig
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from jobprogress.errors import JobProgressError
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.synchronize import Event
+
+    from jobprogress.store.views import JobView
+
+    from ._source import JobSource
+
+__all__ = ["DemoError", "run_demo"]
+
+PLANNED_FAILURE_EXIT: Final = 3
+"""Exit code of the worker that fails on purpose (its job is stored as failed)."""
+
+_INTERVAL: Final = 0.5
+_KEEPALIVE: Final = 1.0
+_SKIPPED_DIRS: Final = frozenset({"__pycache__", "site-packages", "dist-packages", ".git"})
+_SCHEMA_FILES_PER_WORKER: Final = 120
+_SCHEMA_MAX_BYTES: Final = 120_000
+_KILL_AFTER_ITEMS: Final = 8
+
+
+class DemoError(JobProgressError):
+    """The demo cannot run (unsupported database, nothing to scan, workers that never reported)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What one worker process does; picklable, so it crosses to spawn/forkserver children."""
+
+    task: str
+    job_id: str
+    worker_id: str
+    db_url: str
+    files: tuple[str, ...]
+    budget: float
+    """Seconds the worker spreads its items over."""
+    quiet: bool
+    """Send the child's stdout/stderr to /dev/null (while the full-screen view owns the terminal)."""
+    seed: int = 0
+    fail_at: float | None = None
+    """Fraction of the work after which the worker raises on purpose."""
+    stall_for: float = 0.0
+    """Seconds to pause halfway through, alive but without progress."""
+    victim: bool = False
+    """Signal ``ready`` after a few items and wait to be killed."""
+    ready: Event | None = field(default=None, compare=False)
+
+
+class _PlannedFailure(Exception):
+    """Raised by the worker that fails on purpose."""
+
+
+class _Pacer:
+    """Spreads ``count`` items evenly over ``budget`` seconds: the real work, slowed to be watchable."""
+
+    def __init__(self, count: int, budget: float) -> None:
+        self._start = time.monotonic()
+        self._step = budget / max(count, 1)
+
+    def wait(self, finished: int) -> None:
+        delay = self._start + finished * self._step - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+# -- the work ----------------------------------------------------------------------------------
+
+
+def _scan(spec: WorkerSpec, jp: Any) -> None:
+    bytes_seen = 0
+    with jp.track(spec.job_id, unit="files", total=len(spec.files), kind="scan") as tracker:
+        pacer = _Pacer(len(spec.files), spec.budget)
+        for index, path in enumerate(spec.files, 1):
+            with contextlib.suppress(OSError):  # a file removed while we scan is simply skipped
+                bytes_seen += os.stat(path).st_size
+            tracker.advance()
+            if index % 25 == 0:
+                tracker.set_payload(bytes_seen=bytes_seen)
+            pacer.wait(index)
+        tracker.set_payload(bytes_seen=bytes_seen)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+def _parse_rows(spec: WorkerSpec, jp: Any) -> None:
+    with jp.track(spec.job_id, unit="rows", kind="parse") as tracker:
+        lines = [_read(path).count(b"\n") for path in spec.files]  # first pass: how many rows in all
+        tracker.set_total(sum(lines))
+        tokens = 0
+        pacer = _Pacer(len(spec.files), spec.budget)
+        for index, (path, count) in enumerate(zip(spec.files, lines, strict=True), 1):
+            tokens += len(_read(path).split())
+            tracker.advance(count)
+            if index % 10 == 0:
+                tracker.set_payload(files_parsed=index, tokens=tokens)
+            pacer.wait(index)
+        tracker.set_payload(files_parsed=len(spec.files), tokens=tokens)
+
+
+def _parse_bytes(spec: WorkerSpec, jp: Any) -> None:
+    sizes = []
+    for path in spec.files:
+        try:
+            sizes.append(os.stat(path).st_size)
+        except OSError:
+            sizes.append(0)
+    with jp.track(spec.job_id, unit="bytes", total=sum(sizes), kind="parse") as tracker:
+        checksum = 0
+        pacer = _Pacer(len(spec.files), spec.budget)
+        halfway = len(spec.files) // 2
+        for index, (path, size) in enumerate(zip(spec.files, sizes, strict=True), 1):
+            data = _read(path)[:size]
+            checksum = zlib.crc32(data, checksum)
+            tracker.advance(size)  # the size counted in the total, even if the file changed since
+            if index == halfway and spec.stall_for > 0:
+                # Alive (keepalive heartbeats keep coming) but stuck: the view calls this "stalled".
+                tracker.set_payload(files_read=index, crc32=f"{checksum:08x}", waiting="slow mount")
+                time.sleep(spec.stall_for)
+                pacer = _Pacer(len(spec.files) - index, spec.budget / 2)
+                halfway = -1
+            elif index % 10 == 0:
+                tracker.set_payload(files_read=index, crc32=f"{checksum:08x}")
+            pacer.wait(index if halfway >= 0 else index - len(spec.files) // 2)
+        tracker.set_payload(files_read=len(spec.files), crc32=f"{checksum:08x}")
+
+
+def _prices(seed: int, bars: int = 1500) -> list[float]:
+    rng = random.Random(seed)
+    price, prices = 100.0, []
+    for _ in range(bars):
+        price *= 1 + rng.gauss(0.0002, 0.01)
+        prices.append(price)
+    return prices
+
+
+def _crossover_return(prices: Sequence[float], fast: int, slow: int) -> float:
+    """Return of a long-only moving-average crossover: in the market while fast MA > slow MA."""
+    fast_sum = sum(prices[slow - fast : slow])
+    slow_sum = sum(prices[:slow])
+    growth = 1.0
+    for bar in range(slow, len(prices)):
+        if fast_sum / fast > slow_sum / slow:
+            growth *= prices[bar] / prices[bar - 1]
+        fast_sum += prices[bar] - prices[bar - fast]
+        slow_sum += prices[bar] - prices[bar - slow]
+    return growth - 1
+
+
+def _backtest(spec: WorkerSpec, jp: Any) -> None:
+    prices = _prices(spec.seed)
+    grid = [(fast, slow) for fast in range(2, 40, 3) for slow in range(fast + 5, 200, 11)]
+    grid = grid[spec.seed % 2 :: 2]  # two workers split the grid
+    fail_at = None if spec.fail_at is None else int(len(grid) * spec.fail_at)
+    passed = failed = 0
+    best = -1.0
+    with jp.track(spec.job_id, unit="iterations", total=len(grid), kind="backtest") as tracker:
+        pacer = _Pacer(len(grid), spec.budget)
+        for index, (fast, slow) in enumerate(grid, 1):
+            if index == fail_at:
+                raise _PlannedFailure(
+                    f"price series has a gap at bar {slow * 7}: cannot evaluate window {fast}/{slow}"
+                )
+            result = _crossover_return(prices, fast, slow)
+            best = max(best, result)
+            if result > 0:
+                passed += 1
+            else:
+                failed += 1
+            tracker.advance()
+            tracker.set_payload(
+                passed=passed, failed=failed, pass_rate=round(passed / index, 4), best_return=round(best, 4)
+            )
+            pacer.wait(index)
+
+
+def _public_paths(tree: ast.Module, module: str) -> tuple[int, int]:
+    """Public classes, functions and methods of a module (dotted paths), and how many are documented."""
+    paths = documented = 0
+    for node in tree.body:
+        if isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        ) and not node.name.startswith("_"):
+            paths += 1
+            documented += ast.get_docstring(node) is not None
+            if isinstance(node, ast.ClassDef):
+                for member in node.body:
+                    if isinstance(
+                        member, (ast.FunctionDef, ast.AsyncFunctionDef)
+                    ) and not member.name.startswith("_"):
+                        paths += 1
+                        documented += ast.get_docstring(member) is not None
+    return paths, documented
+
+
+def _schema_eval(spec: WorkerSpec, jp: Any) -> None:
+    paths = documented = 0
+    with jp.track(spec.job_id, unit="files", total=len(spec.files), kind="schema_eval") as tracker:
+        pacer = _Pacer(len(spec.files), spec.budget)
+        for index, path in enumerate(spec.files, 1):
+            try:
+                tree = ast.parse(_read(path), filename=path)
+            except (SyntaxError, ValueError):  # a test fixture with deliberately bad syntax
+                tree = ast.Module(body=[], type_ignores=[])
+            found, with_doc = _public_paths(tree, Path(path).stem)
+            paths += found
+            documented += with_doc
+            tracker.advance()
+            tracker.set_payload(
+                paths_analysed=paths, documented_pct=round(100 * documented / paths, 1) if paths else 100.0
+            )
+            if spec.victim and index == _KILL_AFTER_ITEMS and spec.ready is not None:
+                jp.flush(timeout=5.0)  # the store shows this progress before the kill
+                spec.ready.set()
+            pacer.wait(index)
+
+
+_TASKS: Final[dict[str, Callable[[WorkerSpec, Any], None]]] = {
+    "scan": _scan,
+    "parse_rows": _parse_rows,
+    "parse_bytes": _parse_bytes,
+    "backtest": _backtest,
+    "schema_eval": _schema_eval,
+}
+
+
+def worker_main(spec: WorkerSpec) -> None:
+    """Entry point of one worker process."""
+    if spec.quiet:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    import jobprogress as jp
+
+    jp.configure(sinks=[spec.db_url], worker_id=spec.worker_id, interval=_INTERVAL, keepalive=_KEEPALIVE)
+    try:
+        _TASKS[spec.task](spec, jp)
+    except _PlannedFailure:
+        jp.flush(timeout=5.0)  # the track() block stored the failure; make sure it is delivered
+        os._exit(PLANNED_FAILURE_EXIT)
+    # Fork/forkserver children skip atexit: deliver the final state before returning.
+    jp.shutdown(timeout=5.0)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def _collect(root: Path) -> list[str]:
+    found: list[str] = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(name for name in subdirs if name not in _SKIPPED_DIRS)
+        found.extend(os.path.join(directory, name) for name in sorted(files))
+    return found
+
+
+def _spread(items: Sequence[str], count: int) -> list[str]:
+    """At most ``count`` items spread evenly over the sequence."""
+    if len(items) <= count:
+        return list(items)
+    step = len(items) / count
+    return [items[int(index * step)] for index in range(count)]
+
+
+def plan(root: Path, db_url: str, *, duration: float, stall_after: float, quiet: bool) -> list[WorkerSpec]:
+    """The demo's workers: 7 jobs, 11 processes, all four kinds, one failing, one stalling, one killed.
+
+    Raises:
+        DemoError: the tree holds no files, or no Python files to parse.
+    """
+    files = _collect(root)
+    python = [path for path in files if path.endswith(".py")]
+    other = [path for path in files if not path.endswith(".py")]
+    if not files or not python:
+        raise DemoError(f"{root} holds no Python files to scan and parse; pass --path DIR")
+    schema = []
+    for path in python:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_size <= _SCHEMA_MAX_BYTES:
+                schema.append(path)
+    schema = _spread(schema, 2 * _SCHEMA_FILES_PER_WORKER)
+    # The stall shows only if the pause outlasts --stall-after while the demo still runs.
+    stall_for = stall_after + 2.5 if stall_after + 2.5 < duration * 0.6 else 0.0
+
+    def spec(
+        task: str, job_id: str, worker_id: str, items: Sequence[str], share: float, **extra: Any
+    ) -> WorkerSpec:
+        return WorkerSpec(
+            task=task,
+            job_id=job_id,
+            worker_id=worker_id,
+            db_url=db_url,
+            files=tuple(items),
+            budget=duration * share,
+            quiet=quiet,
+            **extra,
+        )
+
+    return [
+        *(spec("scan", "scan-stdlib", f"demo-scan-{n + 1}", files[n::3], 0.55) for n in range(3)),
+        *(spec("parse_rows", "parse-stdlib-py", f"demo-parse-{n + 1}", python[n::2], 0.8) for n in range(2)),
+        spec("parse_bytes", "parse-stdlib-data", "demo-bytes-1", other or python, 0.6, stall_for=stall_for),
+        *(spec("backtest", "backtest-momentum", f"demo-backtest-{n + 1}", (), 0.9, seed=n) for n in range(2)),
+        spec("backtest", "backtest-mean-reversion", "demo-backtest-3", (), 0.6, seed=7, fail_at=0.4),
+        spec("schema_eval", "schema-eval-stdlib", "demo-schema-1", schema[0::2], 0.75),
+        spec("schema_eval", "schema-eval-stdlib", "demo-schema-2", schema[1::2], 0.9, victim=True),
+    ]
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def _context() -> BaseContext:
+    # forkserver: children fork from a clean server process (no threads, no open connections), cheap
+    # once jobprogress is preloaded there; spawn where forkserver does not exist (Windows, some macOS).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["jobprogress.cli.demo", "jobprogress.store.writer"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class DemoRun:
+    """The running demo: its processes, the planned kill, and what became of each worker."""
+
+    def __init__(self, specs: Sequence[WorkerSpec], context: BaseContext) -> None:
+        self.specs = list(specs)
+        self.started = time.monotonic()
+        self.killed: str | None = None
+        self._context = context
+        victim_ready = context.Event()
+        self.specs = [replace(spec, ready=victim_ready) if spec.victim else spec for spec in self.specs]
+        self._victim_ready = victim_ready
+        self.processes: list[BaseProcess] = [
+            context.Process(target=worker_main, args=(spec,), name=spec.worker_id, daemon=True)  # type: ignore[attr-defined]
+            for spec in self.specs
+        ]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+        threading.Thread(target=self._kill_victim, name="jobprogress-demo-kill", daemon=True).start()
+
+    def _kill_victim(self) -> None:
+        # Wait for the victim to have stored some progress, then kill it without any chance to clean up.
+        self._victim_ready.wait(timeout=30.0)
+        for spec, process in zip(self.specs, self.processes, strict=True):
+            if spec.victim and process.is_alive():
+                process.kill()  # SIGKILL on POSIX
+                self.killed = spec.worker_id
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def alive(self) -> int:
+        return sum(process.is_alive() for process in self.processes)
+
+    def join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        return self.alive() == 0
+
+    def stop(self) -> None:
+        """Terminate workers still running (the user left early), then reap them."""
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        self.join(5.0)
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+    def surprises(self) -> list[str]:
+        """Workers that ended other than planned (the planned failure and the kill are expected)."""
+        problems = []
+        for spec, process in zip(self.specs, self.processes, strict=True):
+            expected = PLANNED_FAILURE_EXIT if spec.fail_at is not None else 0
+            if spec.victim or process.exitcode in (expected, None):
+                continue
+            problems.append(f"{spec.worker_id} ({spec.job_id}) exited with code {process.exitcode}")
+        return problems
+
+    def banner(self) -> str:
+        alive = self.alive()
+        if alive:
+            killed = f", {self.killed} killed with SIGKILL" if self.killed else ""
+            return f"demo: {alive} worker processes running{killed} · {self.elapsed:.0f}s"
+        return f"demo finished in {self.elapsed:.1f}s · explore with the arrows, q quits"
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.exitcode is not None:
+                process.close()
+
+
+def _wait_for_store(url: str, stall_after: float, run: DemoRun, timeout: float = 30.0) -> JobSource:
+    """Open the store once the workers have created it (reading never creates a database)."""
+    from ._source import JobSource, SourceError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            source = JobSource(url, stall_after=stall_after)
+        except SourceError as exc:
+            error = exc
+        else:
+            try:
+                if source.jobs(limit=1):
+                    return source
+                error = SourceError(f"no jobs in {source.display_url} yet")
+            except SourceError as exc:
+                error = exc
+            source.close()
+        if time.monotonic() > deadline or (run.alive() == 0 and run.elapsed > 1.0):
+            raise DemoError(f"the workers never reported: {error}")
+        time.sleep(0.1)
+
+
+def _print_plain(run: DemoRun, source: JobSource, out: TextIO) -> None:
+    from ._format import progress_line, state_of, summary_line
+
+    last_state: dict[str, str] = {}
+    killed_reported = False
+    while True:
+        finished = run.alive() == 0
+        views = source.jobs()
+        print(f"[{run.elapsed:5.1f}s] {summary_line(views)}", file=out, flush=True)
+        for view in views:
+            state = state_of(view)
+            if last_state.get(view.job_id) != state and state != "running":
+                print(f"         {view.job_id}: {state} · {progress_line(view)}", file=out, flush=True)
+            last_state[view.job_id] = state
+        if run.killed and not killed_reported:
+            print(f"         killed worker {run.killed} with SIGKILL", file=out, flush=True)
+            killed_reported = True
+        if finished:
+            return
+        run.join(1.0)
+
+
+def _summary(run: DemoRun, views: Sequence[JobView], db_url: str, stall_after: float) -> list[str]:
+    from ._format import state_of, summary_line
+    from ._source import redact_url
+
+    lost = [view.job_id for view in views if state_of(view) == "lost"]
+    lines = [f"Demo finished in {run.elapsed:.1f}s. {summary_line(views)}."]
+    if run.killed and not lost:
+        lines.append(
+            f"The job of the killed worker {run.killed} shows as lost once {stall_after:g}s pass without a "
+            f"message (--stall-after)."
+        )
+    db = redact_url(db_url)
+    lines.append(f"Look around: jobprogress watch --db {db} --stall-after {stall_after:g}")
+    lines.append(f"             jobprogress show backtest-mean-reversion --db {db}")
+    return lines
+
+
+def run_demo(
+    db_url: str,
+    *,
+    path: str | None = None,
+    duration: float = 15.0,
+    stall_after: float = 5.0,
+    tui: bool = True,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run the demo into ``db_url``; return the process exit code (0 when everything went as planned).
+
+    Raises:
+        DemoError: the database or the tree cannot be used, or the workers never reported.
+    """
+    scheme = db_url.split("://", 1)[0].lower()
+    if scheme.startswith("duckdb"):
+        raise DemoError(
+            "the demo writes from many processes at once; DuckDB allows one writing process, so use "
+            "sqlite:///PATH or postgresql://…"
+        )
+    root = Path(path) if path else Path(sysconfig.get_paths()["stdlib"])
+    specs = plan(root, db_url, duration=duration, stall_after=stall_after, quiet=tui)
+    run = DemoRun(specs, _context())
+    if not tui:
+        jobs = len({spec.job_id for spec in specs})
+        print(
+            f"jobprogress demo: {len(specs)} worker processes, {jobs} jobs, reading {root}",
+            file=out,
+            flush=True,
+        )
+    run.start()
+    try:
+        source = _wait_for_store(db_url, stall_after, run)
+        with source:
+            if tui:
+                from ._tui import JobsApp
+
+                JobsApp(source.jobs, source_name=source.display_url, banner=run.banner).run()
+            else:
+                _print_plain(run, source, out)
+            views = source.jobs()
+        completed = run.alive() == 0
+    finally:
+        run.stop()
+    from rich.console import Console
+
+    console = Console(file=out, markup=False, emoji=False, highlight=False)
+    if not tui:
+        from datetime import datetime, timezone
+
+        from ._render import jobs_table
+
+        console.print(jobs_table(views, datetime.now(timezone.utc)))
+    if not completed:
+        console.print(f"Demo stopped early after {run.elapsed:.1f}s; its workers were terminated.")
+        run.close()
+        return 0
+    for line in _summary(run, views, db_url, stall_after):
+        console.print(line)
+    surprises = run.surprises()
+    for problem in surprises:
+        print(f"jobprogress demo: unexpected: {problem}", file=sys.stderr)
+    run.close()
+    return 1 if surprises else 0
