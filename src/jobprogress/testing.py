@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from .hookspecs import hookimpl
+
 if TYPE_CHECKING:
     from .envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
     from .hookspecs import RegisterSink, SinkFactory
@@ -151,6 +153,7 @@ class _SinkPlugin:
         self.scheme = scheme
         self.factory = factory
 
+    @hookimpl
     def jobprogress_register_sinks(self, register: RegisterSink) -> None:
         register(self.scheme, self.factory)
 
@@ -165,10 +168,8 @@ def registered_sink(scheme: str, factory: SinkFactory) -> Iterator[None]:
             jp.configure(sinks=["flaky://"])
     """
     from . import _plugins
-    from .hookspecs import hookimpl
 
     plugin = _SinkPlugin(scheme, factory)
-    hookimpl(plugin.jobprogress_register_sinks)
     _plugins.add_plugin(plugin)
     try:
         yield
