@@ -1,0 +1,404 @@
+"""ThroughputEstimator: rate and ETA from (time, items done) samples, on a clock the caller injects.
+
+The reporter samples every live tracker a couple of times a second and feeds the samples here; the rate
+and ETA it reads back travel in progress messages. Throughput in real jobs is rarely steady: jobs warm up,
+slow down, stall, finish items in batches, or hit a few very slow items. The estimator is built from
+three parts, each answering one question:
+
+1. **How much history describes the current regime?** Samples go into an exponential histogram: buckets
+   of 1, 2, 4, ... samples, at most two per size, so the last hour fits in ~25 buckets and everything
+   older is summed into one. :meth:`_adaptive_rate` walks the buckets from the newest and keeps
+   extending the window while the older data agrees with the newer (change detection in the spirit of
+   ADWIN): each longer window's rate must fall inside the confidence interval of every shorter one, and
+   each newly added bucket must agree with them too. Agreement is judged by a variance-stabilised
+   Poisson test (Anscombe's square root), so a handful of items in a short window cannot fake a change.
+2. **How noisy is this job at each time scale?** Items often complete in bursts or batches, or with a
+   few slow stragglers, which is far noisier than Poisson. Every time two buckets merge, the squared
+   difference of their rates is an Allan-variance sample for that time scale; their running mean gives a
+   dispersion index (variance / mean) per scale, and the tests above deflate their evidence by it. One
+   outlying sample can raise a scale's index only a bounded amount, so a single genuine change in rate
+   cannot hide itself by inflating the noise estimate, while recurring bursts quickly do raise it.
+3. **Has following changes actually paid off for this job?** Whether a recent change will persist is
+   not knowable from one change alone: a slow-down may last (a job's second half is harder) or revert
+   (the rate oscillates, or switches back and forth). So the estimator keeps a few snapshots of what
+   several predictors said (the adaptive rate, the whole-run rate, and the rates over the last quarter
+   and sixteenth of the run), scores each prediction once the next half of the run's elapsed time has
+   been observed, and reports the predictor with the lowest recent error (the adaptive one unless
+   another has clearly predicted better).
+
+Finally the ETA is measured from the last completion rather than from the last sample: after a batch
+lands, the next one is expected one batch interval later, so the time since the last completion counts
+down the ETA, up to the usual gap between completions (beyond that, the job is stalled and the ETA
+holds at what the recent rate implies instead of falling to zero).
+
+All state is a few small fixed-size arrays (about 1.5 KB); :meth:`~ThroughputEstimator.observe` costs a
+few microseconds. There is no clock and no thread here, so it runs the same on a simulated clock.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Final
+
+__all__ = ["ThroughputEstimator"]
+
+_LEVELS: Final = 12
+"""Bucket sizes 1, 2, ..., 2**11 samples; at 0.5 s per sample the finest-grained history spans ~1 h."""
+_PER_LEVEL: Final = 2
+"""Buckets kept per size before the two oldest merge: the window resolution is about a third of its age."""
+_MAX_BUCKETS: Final = _PER_LEVEL * _LEVELS + 1
+"""Beyond this, the two oldest buckets merge whatever their size, so the oldest one holds all old history."""
+
+_ANSCOMBE: Final = 0.375
+"""2 * sqrt(count + 3/8) has near-unit variance for Poisson counts, down to a few items."""
+
+_DISPERSION_FLOOR: Final = 0.05
+"""Regular arrivals have dispersion near 0; a floor keeps the tests from demanding the impossible."""
+_DISPERSION_CEILING: Final = 1e12
+_DISPERSION_PRIOR: Final = 2.0
+"""Pseudo-samples from the next finer scale: a scale with few merges yet borrows its neighbour's noise."""
+_DISPERSION_KEEP: Final = 1.0 - 1.0 / 64
+"""Per-merge decay of the Allan sums: each scale remembers its last ~64 merges."""
+_DISPERSION_CAP: Final = 5.0
+"""One merge may add at most this many times the current dispersion (winsorising a one-off jump)."""
+
+_SNAPSHOTS: Final = 8
+"""Predictions are scored when the 9th newer snapshot is taken, i.e. after ~half the elapsed time."""
+_SNAPSHOT_SPACING: Final = 1.0 / 16
+"""Snapshots are taken every 1/16 of the elapsed time, and at least every few samples apart."""
+_MIN_SNAPSHOT_SAMPLES: Final = 2
+_SNAPSHOT_WIDTH: Final = 6
+"""Per snapshot: time, items done, and the four predictors' rates."""
+_RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
+"""Besides the adaptive rate: the whole run, its last quarter and its last sixteenth."""
+_LOSS_KEEP: Final = 1.0 - 1.0 / 16
+"""Per-score decay of the predictors' errors: the last ~16 scores (about one e-fold of elapsed time)."""
+
+_GAP_KEEP: Final = 1.0 - 1.0 / 16
+"""Decay of the typical gap between completions, per completion."""
+_MIN_ETA_SHARE: Final = 0.5
+"""The time since the last completion may take at most half off the rate-based ETA."""
+
+
+class ThroughputEstimator:
+    """Items-per-second rate and time to completion from periodic ``(now, done)`` samples.
+
+    The caller owns the clock: call :meth:`observe` with the current time and item count (the
+    reporter does so on every sampling tick), and :meth:`rate` / :meth:`eta` whenever needed.
+
+    Example:
+        >>> est = ThroughputEstimator()
+        >>> for second in range(11):
+        ...     est.observe(float(second), 10 * second)
+        >>> est.rate()
+        10.0
+        >>> est.eta(200)
+        9.0
+
+    Args:
+        threshold: how many standard deviations two windows must disagree by before the older data is
+            treated as a different regime. Lower reacts faster and is fooled by noise more often.
+    """
+
+    __slots__ = (
+        "_allan_dev",
+        "_allan_mass",
+        "_allan_merges",
+        "_bucket_items",
+        "_bucket_samples",
+        "_bucket_spans",
+        "_gap_sum",
+        "_gap_weight",
+        "_half_threshold",
+        "_last_done",
+        "_last_now",
+        "_last_progress",
+        "_losses",
+        "_rate_cache",
+        "_samples_since_snapshot",
+        "_snapshot_count",
+        "_snapshots",
+        "_start",
+    )
+
+    def __init__(self, *, threshold: float = 3.5) -> None:
+        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
+            raise ValueError(f"threshold must be a positive number of standard deviations, got {threshold!r}")
+        self._half_threshold = float(threshold) / 2.0
+        # The exponential histogram, oldest bucket first: seconds, items and samples per bucket.
+        self._bucket_spans = array("d")
+        self._bucket_items = array("d")
+        self._bucket_samples = array("d")
+        # Allan-variance sums per scale: squared rate differences (in items**2), mean items, merges.
+        self._allan_dev = array("d", bytes(8 * _LEVELS))
+        self._allan_mass = array("d", bytes(8 * _LEVELS))
+        self._allan_merges = array("d", bytes(8 * _LEVELS))
+        # Snapshot ring (newest last once full): time, done, then one rate per predictor.
+        self._snapshots = array("d", bytes(8 * _SNAPSHOTS * _SNAPSHOT_WIDTH))
+        self._snapshot_count = 0
+        self._samples_since_snapshot = 0
+        # Decayed sum of each predictor's squared log errors, the adaptive one first.
+        self._losses = array("d", bytes(8 * (1 + len(_RECENT_FRACTIONS))))
+        self._gap_sum = 0.0
+        self._gap_weight = 0.0
+        self._start: float | None = None
+        self._last_now = 0.0
+        self._last_done = 0
+        self._last_progress = 0.0
+        self._rate_cache: float | None = None
+
+    # ----------------------------------------------------------------------------------------- input
+
+    def observe(self, now: float, done: int) -> None:
+        """Record that ``done`` items were complete at time ``now``.
+
+        Never raises on odd input. A sample at the same time as the previous one is folded into the
+        next; time or ``done`` going backwards (a clock change, a counter reset) re-anchors without
+        forgetting the rates learned so far; non-finite times are ignored.
+
+        Args:
+            now: the caller's monotonic clock, in seconds.
+            done: items complete so far.
+        """
+        if not math.isfinite(now):
+            return
+        if self._start is None:
+            self._start = self._last_now = self._last_progress = now
+            self._last_done = done
+            return
+        seconds = now - self._last_now
+        if seconds == 0.0:
+            return  # its progress, if any, is counted by the next sample that moves the clock
+        items = done - self._last_done
+        self._last_now = now
+        self._last_done = done
+        if seconds < 0.0 or items < 0 or not math.isfinite(seconds):
+            # The interval means nothing. Predictions made on the old footing cannot be scored, and
+            # the "last completion" anchor must not sit in the future.
+            self._snapshot_count = 0
+            self._last_progress = min(self._last_progress, now)
+            return
+        self._rate_cache = None
+        if items:
+            # The gap that just ended, weighted by its own length: the typical length of the gap an
+            # observer finds itself in, which is what "is this silence normal?" asks about.
+            gap = now - self._last_progress
+            self._gap_sum = self._gap_sum * _GAP_KEEP + gap * gap
+            self._gap_weight = self._gap_weight * _GAP_KEEP + gap
+            self._last_progress = now
+        self._push(seconds, float(items))
+        self._samples_since_snapshot += 1
+        count = self._snapshot_count
+        if not count or (
+            self._samples_since_snapshot >= _MIN_SNAPSHOT_SAMPLES
+            and now - self._snapshots[(count - 1) * _SNAPSHOT_WIDTH]
+            >= _SNAPSHOT_SPACING * (now - self._start)
+        ):
+            self._snapshot(now, done)
+
+    def _push(self, seconds: float, items: float) -> None:
+        """Append one sample as a bucket and merge equal-size buckets so at most two of each remain."""
+        spans, counts, samples = self._bucket_spans, self._bucket_items, self._bucket_samples
+        spans.append(seconds)
+        counts.append(items)
+        samples.append(1.0)
+        newest = len(samples) - 1
+        size = 1.0
+        for level in range(_LEVELS):
+            oldest = newest
+            while oldest > 0 and samples[oldest - 1] == size:
+                oldest -= 1
+            if newest - oldest < _PER_LEVEL:
+                break
+            # Three buckets of this size: merge the two oldest into one of the next size.
+            older, newer = oldest, oldest + 1
+            self._record_dispersion(level, spans[older], counts[older], spans[newer], counts[newer])
+            spans[older] += spans[newer]
+            counts[older] += counts[newer]
+            samples[older] += samples[newer]
+            del spans[newer], counts[newer], samples[newer]
+            newest = older
+            size *= 2.0
+        if len(samples) > _MAX_BUCKETS:
+            spans[0] += spans[1]
+            counts[0] += counts[1]
+            samples[0] += samples[1]
+            del spans[1], counts[1], samples[1]
+
+    def _record_dispersion(
+        self, level: int, older_span: float, older_items: float, newer_span: float, newer_items: float
+    ) -> None:
+        """Add an Allan-variance sample for ``level`` from two adjacent buckets about to merge."""
+        mean_span = 0.5 * (older_span + newer_span)
+        difference = (older_items / older_span - newer_items / newer_span) * mean_span
+        mass = 0.5 * (older_items + newer_items)
+        deviation = 0.5 * difference * difference
+        # Winsorise: one sample may raise this scale's dispersion only so far. A lasting change of rate
+        # produces one huge sample per scale, recurring bursts produce many; only the latter is noise.
+        deviation = min(deviation, _DISPERSION_CAP * self._dispersion_at(level) * max(mass, 1.0))
+        self._allan_dev[level] = self._allan_dev[level] * _DISPERSION_KEEP + deviation
+        self._allan_mass[level] = self._allan_mass[level] * _DISPERSION_KEEP + mass
+        self._allan_merges[level] = self._allan_merges[level] * _DISPERSION_KEEP + 1.0
+
+    def _dispersion_at(self, level: int) -> float:
+        """Dispersion index (variance / mean of item counts) at ``level``; 1.0 means Poisson."""
+        return self._dispersions(level + 1)[level]
+
+    def _dispersions(self, levels: int = _LEVELS) -> list[float]:
+        """Dispersion index per scale, each shrunk towards the next finer scale's while evidence is thin."""
+        out = []
+        finer = 1.0  # before any evidence, assume Poisson
+        for level in range(levels):
+            merges = self._allan_merges[level]
+            mass = self._allan_mass[level]
+            if mass > 0.0:
+                per_merge = self._allan_dev[level] / (mass / merges)
+                finer = (per_merge + _DISPERSION_PRIOR * finer) / (merges + _DISPERSION_PRIOR)
+                finer = min(max(finer, _DISPERSION_FLOOR), _DISPERSION_CEILING)
+            out.append(finer)
+        return out
+
+    def _snapshot(self, now: float, done: int) -> None:
+        """Remember what every predictor says now; score the oldest remembered predictions."""
+        age = self._silence(now)
+        predictions = [self._adaptive_rate(age), *(self._recent_rate(f, age) for f in _RECENT_FRACTIONS)]
+        if not all(predictions):
+            return  # nothing has completed yet: no predictor has anything to say
+        ring = self._snapshots
+        if self._snapshot_count == _SNAPSHOTS:
+            then, done_then = ring[0], ring[1]
+            horizon, realised = now - then, done - done_then
+            if horizon > 0.0 and realised >= 0:
+                # squared log error of each predicted item count (+1 keeps empty horizons finite)
+                losses = self._losses
+                for index in range(len(losses)):
+                    losses[index] = losses[index] * _LOSS_KEEP + _log_error(
+                        ring[2 + index] * horizon, realised
+                    )
+            ring[:-_SNAPSHOT_WIDTH] = ring[_SNAPSHOT_WIDTH:]  # drop the oldest, keep the size
+            self._snapshot_count -= 1
+        base = self._snapshot_count * _SNAPSHOT_WIDTH
+        ring[base] = now
+        ring[base + 1] = float(done)
+        for index, predicted in enumerate(predictions):
+            ring[base + 2 + index] = predicted
+        self._snapshot_count += 1
+        self._samples_since_snapshot = 0
+
+    # ---------------------------------------------------------------------------------------- output
+
+    def rate(self) -> float | None:
+        """Current throughput in items per second.
+
+        Returns:
+            ``None`` until two samples with different times have been observed, then the rate
+            (``0.0`` while nothing has completed).
+        """
+        if self._rate_cache is not None:
+            return self._rate_cache
+        if not self._bucket_spans:
+            return None
+        age = self._silence(self._last_now)
+        # The predictor with the lowest recent error; the adaptive one unless another did strictly better.
+        losses = self._losses
+        best = 0
+        for index in range(1, len(losses)):
+            if losses[index] < losses[best]:
+                best = index
+        rate = self._adaptive_rate(age) if best == 0 else self._recent_rate(_RECENT_FRACTIONS[best - 1], age)
+        if not math.isfinite(rate):
+            return None
+        self._rate_cache = rate
+        return rate
+
+    def eta(self, total: int) -> float | None:
+        """Seconds until ``total`` items are complete, at the current rate.
+
+        Args:
+            total: the item count at which the work is complete.
+
+        Returns:
+            ``0.0`` once ``done >= total``; ``None`` while the rate is unknown or zero.
+        """
+        if self._start is not None and self._last_done >= total:
+            return 0.0
+        rate = self.rate()
+        if not rate:
+            return None
+        from_last_completion = (total - self._last_done) / rate
+        # Work resumes from the last completion, not from the last sample; but a silence longer than
+        # the usual gap between completions is a stall, and a stall does not bring the end closer.
+        usual_gap = self._gap_sum / self._gap_weight if self._gap_weight else 0.0
+        elapsed = min(self._silence(self._last_now), usual_gap, _MIN_ETA_SHARE * from_last_completion)
+        seconds = from_last_completion - elapsed
+        return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
+
+    # ------------------------------------------------------------------------------------ predictors
+
+    def _silence(self, now: float) -> float:
+        """Seconds since the last sample that showed progress (or since the start)."""
+        return max(now - self._last_progress, 0.0)
+
+    def _adaptive_rate(self, age: float) -> float:
+        """Rate over the longest recent window, ending at the last completion, that is one regime."""
+        spans, counts, samples = self._bucket_spans, self._bucket_items, self._bucket_samples
+        dispersion = self._dispersions()
+        half = self._half_threshold
+        low, high = 0.0, math.inf
+        seconds, items, width = -age, 0.0, 0.0
+        chosen = 0.0
+        for index in range(len(spans) - 1, -1, -1):
+            seconds += spans[index]
+            items += counts[index]
+            width += samples[index]
+            if seconds <= 0.0:
+                continue  # still inside the silence after the last completion
+            rate = items / seconds
+            if not low <= rate <= high:
+                break  # the longer window disagrees with a shorter one
+            if high < math.inf and not _agrees(
+                counts[index], spans[index], dispersion[_level(samples[index])], low, high, half
+            ):
+                break  # the bucket just added disagrees with everything newer
+            chosen = rate
+            # Narrow the interval of rates consistent with every window so far.
+            scale = seconds / dispersion[_level(width)]  # effective Poisson count per unit of rate
+            root = math.sqrt(rate * scale + _ANSCOMBE)
+            if root > half:
+                low = max(low, ((root - half) ** 2 - _ANSCOMBE) / scale)
+            high = min(high, ((root + half) ** 2 - _ANSCOMBE) / scale)
+        return chosen
+
+    def _recent_rate(self, fraction: float, age: float) -> float:
+        """Rate over roughly the last ``fraction`` of the run, ending at the last completion."""
+        spans, counts = self._bucket_spans, self._bucket_items
+        want = fraction * (sum(spans) - age)
+        seconds, items = -age, 0.0
+        index = len(spans) - 1
+        while index >= 0 and (seconds < want or not items):
+            seconds += spans[index]
+            items += counts[index]
+            index -= 1
+        return items / seconds if seconds > 0.0 else 0.0
+
+
+def _log_error(predicted: float, realised: float) -> float:
+    """Squared log ratio of predicted to realised items (+1 each, so empty horizons stay finite)."""
+    error = math.log((predicted + 1.0) / (realised + 1.0))
+    return error * error
+
+
+def _level(samples: float) -> int:
+    """The histogram level (log2 of the sample count) whose dispersion applies to a window."""
+    return min(max(int(samples).bit_length() - 1, 0), _LEVELS - 1)
+
+
+def _agrees(items: float, seconds: float, dispersion: float, low: float, high: float, half: float) -> bool:
+    """Whether ``items`` in ``seconds`` is consistent with some rate in ``[low, high]``."""
+    scale = seconds / dispersion
+    root = math.sqrt(items / seconds * scale + _ANSCOMBE)
+    upper = ((root + half) ** 2 - _ANSCOMBE) / scale
+    if upper < low:
+        return False
+    return not (root > half and ((root - half) ** 2 - _ANSCOMBE) / scale > high)
