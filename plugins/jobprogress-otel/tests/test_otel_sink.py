@@ -142,6 +142,25 @@ def test_final_state_split_in_two_messages_lands_in_either_order(
         assert done[job, "w1"].attributes["status"] == "succeeded"
 
 
+def test_late_half_of_a_final_state_is_reported_as_final_not_as_a_new_run(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    sink = OtelSink("otel://", meter_provider=provider)
+    sink.send([heartbeat("split", 1, progress=envelope(1, 9))])
+    sink.send([heartbeat("split", 10, "succeeded")])
+    collect(reader)  # reports the final status and forgets the job
+    sink.send([update("split", 11, envelope(9, 9))])  # the progress half arrives after that collection
+
+    (point,) = collect(reader)[DONE]
+
+    assert (point.value, point.attributes["status"], point.attributes["kind"]) == (9, "succeeded", "scan")
+    assert collect(reader) == {}
+    sink.send([heartbeat("split", 12, progress=envelope(0, 9), run="run-2")])  # a new run is live again
+    (point,) = collect(reader)[DONE]
+    assert (point.value, point.attributes["status"]) == (0, "running")
+    sink.close(1.0)
+
+
 def test_stale_and_duplicate_seq_change_nothing(
     provider: MeterProvider, reader: InMemoryMetricReader
 ) -> None:

@@ -131,6 +131,9 @@ class OtelSink:
         self._clock = clock
         self._lock = threading.Lock()
         self._states: OrderedDict[tuple[str, str], _JobState] = OrderedDict()
+        # (status_seq, status, kind) of finished states already forgotten, so that the late half of a
+        # final state split in two (see _apply) is not mistaken for a new, running job. Bounded like states.
+        self._finished: OrderedDict[tuple[str, str], tuple[int, str, str | None]] = OrderedDict()
         self._closed = False
         self._warned_eviction = False
         self._pid = os.getpid()
@@ -176,6 +179,11 @@ class OtelSink:
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = _JobState()
+            finished = self._finished.pop(key, None)
+            if finished is not None:
+                # A new run starts with a running heartbeat, whose higher seq replaces this; a progress
+                # update alone is the rest of the finished run's final state.
+                state.status_seq, state.status, state.kind = finished
         else:
             self._states.move_to_end(key)  # most recently updated last: eviction takes the front
         # Status and progress each have their own seq guard, as in the store: a final state split into
@@ -220,7 +228,12 @@ class OtelSink:
                     if state.reported == _ALL_REPORTED:
                         expired.append(key)
             for key in expired:
-                del self._states[key]
+                state = self._states.pop(key)
+                if state.status != _RUNNING:
+                    self._finished[key] = (state.status_seq, state.status, state.kind)
+                    self._finished.move_to_end(key)
+                    if len(self._finished) > self.max_jobs:
+                        self._finished.popitem(last=False)
             drained = self._closed and not self._states
         return points, drained
 
