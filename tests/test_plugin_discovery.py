@@ -155,3 +155,22 @@ def test_without_the_distribution_the_scheme_is_unknown(monkeypatch: pytest.Monk
             _plugins.create_sink("probe://x")
     finally:
         _plugins.reset()
+
+
+@pytest.mark.usefixtures("probe_installed")
+def test_configured_plugin_sink_receives_the_jobs_messages() -> None:
+    import jobprogress as jp
+
+    jp.configure(sinks=["probe://e2e"], worker_id="probe-worker")
+    try:
+        with jp.track("probe-job", unit="files", total=2) as tracker:
+            tracker.advance(2)
+        assert jp.flush(timeout=5.0)
+        (sink,) = [s for s in probe_module().ProbeSink.instances if s.url == "probe://e2e"]
+        final = [m for m in sink.messages if m.type == "heartbeat"][-1]
+    finally:
+        jp.configure(sinks=[])
+        jp.shutdown(timeout=5.0)
+
+    assert (final.job_id, final.worker_id, final.status.value) == ("probe-job", "probe-worker", "succeeded")
+    assert sink.closed
