@@ -71,7 +71,7 @@ def test_manual_updates_in_a_with_block(progress_capture: ProgressCapture) -> No
 
 
 def test_exception_leaving_the_with_block_fails_the_job(progress_capture: ProgressCapture) -> None:
-    with pytest.raises(ValueError, match="bad row 3"):  # noqa: PT012
+    with pytest.raises(ValueError, match="bad row 3"):
         with tqdm(range(10), job="rows", unit="rows", file=io.StringIO()) as bar:
             for row in bar:
                 if row == 3:
