@@ -43,8 +43,8 @@ from typing import Final
 
 __all__ = ["ThroughputEstimator"]
 
-_LEVELS: Final = 12
-"""Bucket sizes 1, 2, ..., 2**11 samples; at 0.5 s per sample the finest-grained history spans ~1 h."""
+_LEVELS: Final = 10
+"""Bucket sizes 1, 2, ..., 2**9 samples: at 0.5 s per sample, the last ~17 min stay finely resolved."""
 _PER_LEVEL: Final = 2
 """Buckets kept per size before the two oldest merge: the window resolution is about a third of its age."""
 _MAX_BUCKETS: Final = _PER_LEVEL * _LEVELS + 1
@@ -72,8 +72,23 @@ _SNAPSHOT_WIDTH: Final = 6
 """Per snapshot: time, items done, and the four predictors' rates."""
 _RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
 """Besides the adaptive rate: the whole run, its last quarter and its last sixteenth."""
+_MIN_SCORED: Final = 3.0
+"""Scored snapshots needed before another predictor may replace the adaptive one: one lucky score won't."""
 _LOSS_KEEP: Final = 1.0 - 1.0 / 16
 """Per-score decay of the predictors' errors: the last ~16 scores (about one e-fold of elapsed time)."""
+
+_PREDICTORS: Final = 1 + len(_RECENT_FRACTIONS)
+
+# Offsets into the running-sums array: Allan sums per level (squared rate differences in items**2,
+# mean items per merged bucket, merges), each predictor's decayed error, and the typical-gap sums.
+_DEV: Final = 0
+_MASS: Final = _LEVELS
+_MERGES: Final = 2 * _LEVELS
+_LOSS: Final = 3 * _LEVELS
+_SCORED: Final = _LOSS + _PREDICTORS
+_GAP_SUM: Final = _SCORED + 1
+_GAP_WEIGHT: Final = _GAP_SUM + 1
+_SUMS: Final = _GAP_WEIGHT + 1
 
 _GAP_KEEP: Final = 1.0 - 1.0 / 16
 """Decay of the typical gap between completions, per completion."""
@@ -102,46 +117,36 @@ class ThroughputEstimator:
     """
 
     __slots__ = (
-        "_allan_dev",
-        "_allan_mass",
-        "_allan_merges",
-        "_bucket_items",
-        "_bucket_samples",
-        "_bucket_spans",
-        "_gap_sum",
-        "_gap_weight",
         "_half_threshold",
+        "_items",
         "_last_done",
         "_last_now",
         "_last_progress",
-        "_losses",
+        "_levels",
         "_rate_cache",
         "_samples_since_snapshot",
         "_snapshot_count",
         "_snapshots",
+        "_spans",
         "_start",
+        "_sums",
     )
 
     def __init__(self, *, threshold: float = 3.5) -> None:
         if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
             raise ValueError(f"threshold must be a positive number of standard deviations, got {threshold!r}")
         self._half_threshold = float(threshold) / 2.0
-        # The exponential histogram, oldest bucket first: seconds, items and samples per bucket.
-        self._bucket_spans = array("d")
-        self._bucket_items = array("d")
-        self._bucket_samples = array("d")
-        # Allan-variance sums per scale: squared rate differences (in items**2), mean items, merges.
-        self._allan_dev = array("d", bytes(8 * _LEVELS))
-        self._allan_mass = array("d", bytes(8 * _LEVELS))
-        self._allan_merges = array("d", bytes(8 * _LEVELS))
+        # The exponential histogram, oldest bucket first: seconds and items per bucket, and its level
+        # (a level-k bucket holds 2**k samples; the oldest may hold more).
+        self._spans = array("d")
+        self._items = array("d")
+        self._levels = bytearray()
+        # Running sums, in one array to keep the object small; see the offsets _DEV ... _GAP_WEIGHT.
+        self._sums = array("d", bytes(8 * _SUMS))
         # Snapshot ring (newest last once full): time, done, then one rate per predictor.
         self._snapshots = array("d", bytes(8 * _SNAPSHOTS * _SNAPSHOT_WIDTH))
         self._snapshot_count = 0
         self._samples_since_snapshot = 0
-        # Decayed sum of each predictor's squared log errors, the adaptive one first.
-        self._losses = array("d", bytes(8 * (1 + len(_RECENT_FRACTIONS))))
-        self._gap_sum = 0.0
-        self._gap_weight = 0.0
         self._start: float | None = None
         self._last_now = 0.0
         self._last_done = 0
@@ -184,8 +189,9 @@ class ThroughputEstimator:
             # The gap that just ended, weighted by its own length: the typical length of the gap an
             # observer finds itself in, which is what "is this silence normal?" asks about.
             gap = now - self._last_progress
-            self._gap_sum = self._gap_sum * _GAP_KEEP + gap * gap
-            self._gap_weight = self._gap_weight * _GAP_KEEP + gap
+            sums = self._sums
+            sums[_GAP_SUM] = sums[_GAP_SUM] * _GAP_KEEP + gap * gap
+            sums[_GAP_WEIGHT] = sums[_GAP_WEIGHT] * _GAP_KEEP + gap
             self._last_progress = now
         self._push(seconds, float(items))
         self._samples_since_snapshot += 1
@@ -199,32 +205,26 @@ class ThroughputEstimator:
 
     def _push(self, seconds: float, items: float) -> None:
         """Append one sample as a bucket and merge equal-size buckets so at most two of each remain."""
-        spans, counts, samples = self._bucket_spans, self._bucket_items, self._bucket_samples
+        spans, counts, levels = self._spans, self._items, self._levels
         spans.append(seconds)
         counts.append(items)
-        samples.append(1.0)
-        newest = len(samples) - 1
-        size = 1.0
-        for level in range(_LEVELS):
-            oldest = newest
-            while oldest > 0 and samples[oldest - 1] == size:
-                oldest -= 1
-            if newest - oldest < _PER_LEVEL:
-                break
-            # Three buckets of this size: merge the two oldest into one of the next size.
-            older, newer = oldest, oldest + 1
-            self._record_dispersion(level, spans[older], counts[older], spans[newer], counts[newer])
+        levels.append(0)
+        newest = len(levels) - 1
+        # Levels never increase from oldest to newest, so a third bucket of a level sits two places
+        # before the newest one of that level: merge the two oldest of the three, then look one up.
+        while newest >= 2 and levels[newest - 2] == levels[newest] < _LEVELS:
+            older, newer = newest - 2, newest - 1
+            self._record_dispersion(levels[older], spans[older], counts[older], spans[newer], counts[newer])
             spans[older] += spans[newer]
             counts[older] += counts[newer]
-            samples[older] += samples[newer]
-            del spans[newer], counts[newer], samples[newer]
+            levels[older] += 1
+            del spans[newer], counts[newer], levels[newer]
             newest = older
-            size *= 2.0
-        if len(samples) > _MAX_BUCKETS:
+        if len(levels) > _MAX_BUCKETS:
             spans[0] += spans[1]
             counts[0] += counts[1]
-            samples[0] += samples[1]
-            del spans[1], counts[1], samples[1]
+            levels[0] = _LEVELS  # the catch-all for everything older than the finest-grained history
+            del spans[1], counts[1], levels[1]
 
     def _record_dispersion(
         self, level: int, older_span: float, older_items: float, newer_span: float, newer_items: float
@@ -237,26 +237,27 @@ class ThroughputEstimator:
         # Winsorise: one sample may raise this scale's dispersion only so far. A lasting change of rate
         # produces one huge sample per scale, recurring bursts produce many; only the latter is noise.
         deviation = min(deviation, _DISPERSION_CAP * self._dispersion_at(level) * max(mass, 1.0))
-        self._allan_dev[level] = self._allan_dev[level] * _DISPERSION_KEEP + deviation
-        self._allan_mass[level] = self._allan_mass[level] * _DISPERSION_KEEP + mass
-        self._allan_merges[level] = self._allan_merges[level] * _DISPERSION_KEEP + 1.0
+        sums = self._sums
+        sums[_DEV + level] = sums[_DEV + level] * _DISPERSION_KEEP + deviation
+        sums[_MASS + level] = sums[_MASS + level] * _DISPERSION_KEEP + mass
+        sums[_MERGES + level] = sums[_MERGES + level] * _DISPERSION_KEEP + 1.0
 
     def _dispersion_at(self, level: int) -> float:
         """Dispersion index (variance / mean of item counts) at ``level``; 1.0 means Poisson."""
-        return self._dispersions(level + 1)[level]
+        sums = self._sums
+        dispersion = 1.0  # before any evidence, assume Poisson
+        for finer in range(level + 1):
+            dispersion = _shrunk(sums[_DEV + finer], sums[_MASS + finer], sums[_MERGES + finer], dispersion)
+        return dispersion
 
-    def _dispersions(self, levels: int = _LEVELS) -> list[float]:
-        """Dispersion index per scale, each shrunk towards the next finer scale's while evidence is thin."""
+    def _dispersions(self) -> list[float]:
+        """Dispersion index per level, each shrunk towards the next finer level's while evidence is thin."""
+        sums = self._sums
         out = []
-        finer = 1.0  # before any evidence, assume Poisson
-        for level in range(levels):
-            merges = self._allan_merges[level]
-            mass = self._allan_mass[level]
-            if mass > 0.0:
-                per_merge = self._allan_dev[level] / (mass / merges)
-                finer = (per_merge + _DISPERSION_PRIOR * finer) / (merges + _DISPERSION_PRIOR)
-                finer = min(max(finer, _DISPERSION_FLOOR), _DISPERSION_CEILING)
-            out.append(finer)
+        dispersion = 1.0
+        for level in range(_LEVELS):
+            dispersion = _shrunk(sums[_DEV + level], sums[_MASS + level], sums[_MERGES + level], dispersion)
+            out.append(dispersion)
         return out
 
     def _snapshot(self, now: float, done: int) -> None:
@@ -271,11 +272,11 @@ class ThroughputEstimator:
             horizon, realised = now - then, done - done_then
             if horizon > 0.0 and realised >= 0:
                 # squared log error of each predicted item count (+1 keeps empty horizons finite)
-                losses = self._losses
-                for index in range(len(losses)):
-                    losses[index] = losses[index] * _LOSS_KEEP + _log_error(
-                        ring[2 + index] * horizon, realised
-                    )
+                sums = self._sums
+                for index in range(_PREDICTORS):
+                    error = _log_error(ring[2 + index] * horizon, realised)
+                    sums[_LOSS + index] = sums[_LOSS + index] * _LOSS_KEEP + error
+                sums[_SCORED] = sums[_SCORED] * _LOSS_KEEP + 1.0
             ring[:-_SNAPSHOT_WIDTH] = ring[_SNAPSHOT_WIDTH:]  # drop the oldest, keep the size
             self._snapshot_count -= 1
         base = self._snapshot_count * _SNAPSHOT_WIDTH
@@ -297,13 +298,13 @@ class ThroughputEstimator:
         """
         if self._rate_cache is not None:
             return self._rate_cache
-        if not self._bucket_spans:
+        if not self._spans:
             return None
         age = self._silence(self._last_now)
         # The predictor with the lowest recent error; the adaptive one unless another did strictly better.
-        losses = self._losses
+        losses = self._sums[_LOSS : _LOSS + _PREDICTORS]
         best = 0
-        for index in range(1, len(losses)):
+        for index in range(1, _PREDICTORS if self._sums[_SCORED] >= _MIN_SCORED else 1):
             if losses[index] < losses[best]:
                 best = index
         rate = self._adaptive_rate(age) if best == 0 else self._recent_rate(_RECENT_FRACTIONS[best - 1], age)
@@ -329,7 +330,8 @@ class ThroughputEstimator:
         from_last_completion = (total - self._last_done) / rate
         # Work resumes from the last completion, not from the last sample; but a silence longer than
         # the usual gap between completions is a stall, and a stall does not bring the end closer.
-        usual_gap = self._gap_sum / self._gap_weight if self._gap_weight else 0.0
+        weight = self._sums[_GAP_WEIGHT]
+        usual_gap = self._sums[_GAP_SUM] / weight if weight else 0.0
         elapsed = min(self._silence(self._last_now), usual_gap, _MIN_ETA_SHARE * from_last_completion)
         seconds = from_last_completion - elapsed
         return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
@@ -342,28 +344,29 @@ class ThroughputEstimator:
 
     def _adaptive_rate(self, age: float) -> float:
         """Rate over the longest recent window, ending at the last completion, that is one regime."""
-        spans, counts, samples = self._bucket_spans, self._bucket_items, self._bucket_samples
+        spans, counts, levels = self._spans, self._items, self._levels
         dispersion = self._dispersions()
         half = self._half_threshold
         low, high = 0.0, math.inf
-        seconds, items, width = -age, 0.0, 0.0
+        seconds, items, width = -age, 0.0, 0
         chosen = 0.0
         for index in range(len(spans) - 1, -1, -1):
             seconds += spans[index]
             items += counts[index]
-            width += samples[index]
+            width += 1 << levels[index]
             if seconds <= 0.0:
                 continue  # still inside the silence after the last completion
             rate = items / seconds
             if not low <= rate <= high:
                 break  # the longer window disagrees with a shorter one
             if high < math.inf and not _agrees(
-                counts[index], spans[index], dispersion[_level(samples[index])], low, high, half
+                counts[index], spans[index], dispersion[min(levels[index], _LEVELS - 1)], low, high, half
             ):
                 break  # the bucket just added disagrees with everything newer
             chosen = rate
             # Narrow the interval of rates consistent with every window so far.
-            scale = seconds / dispersion[_level(width)]  # effective Poisson count per unit of rate
+            # effective Poisson count per unit of rate, at the level matching the window's length
+            scale = seconds / dispersion[min(width.bit_length() - 1, _LEVELS - 1)]
             root = math.sqrt(rate * scale + _ANSCOMBE)
             if root > half:
                 low = max(low, ((root - half) ** 2 - _ANSCOMBE) / scale)
@@ -372,7 +375,7 @@ class ThroughputEstimator:
 
     def _recent_rate(self, fraction: float, age: float) -> float:
         """Rate over roughly the last ``fraction`` of the run, ending at the last completion."""
-        spans, counts = self._bucket_spans, self._bucket_items
+        spans, counts = self._spans, self._items
         want = fraction * (sum(spans) - age)
         seconds, items = -age, 0.0
         index = len(spans) - 1
@@ -383,15 +386,19 @@ class ThroughputEstimator:
         return items / seconds if seconds > 0.0 else 0.0
 
 
+def _shrunk(deviation: float, mass: float, merges: float, finer: float) -> float:
+    """One level's dispersion index from its Allan sums, shrunk towards the finer level's ``finer``."""
+    if mass <= 0.0:
+        return finer  # no items at this scale yet (or nothing merged): nothing to learn from
+    per_merge = deviation / (mass / merges)
+    estimate = (per_merge + _DISPERSION_PRIOR * finer) / (merges + _DISPERSION_PRIOR)
+    return min(max(estimate, _DISPERSION_FLOOR), _DISPERSION_CEILING)
+
+
 def _log_error(predicted: float, realised: float) -> float:
     """Squared log ratio of predicted to realised items (+1 each, so empty horizons stay finite)."""
     error = math.log((predicted + 1.0) / (realised + 1.0))
     return error * error
-
-
-def _level(samples: float) -> int:
-    """The histogram level (log2 of the sample count) whose dispersion applies to a window."""
-    return min(max(int(samples).bit_length() - 1, 0), _LEVELS - 1)
 
 
 def _agrees(items: float, seconds: float, dispersion: float, low: float, high: float, half: float) -> bool:
