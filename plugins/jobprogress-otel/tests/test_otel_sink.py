@@ -41,9 +41,8 @@ def test_instrument_names_are_the_documented_ones() -> None:
 
 
 def test_heartbeat_becomes_four_gauges_with_every_attribute(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("scan-42", 1, progress=envelope(5, 20, rate=2.5, eta=6))])
 
     points = collect(reader)
@@ -61,13 +60,11 @@ def test_heartbeat_becomes_four_gauges_with_every_attribute(
         RATE: [Point(2.5, attributes)],
         ETA: [Point(6, attributes)],
     }
-    sink.close(1.0)
 
 
 def test_unknown_values_give_no_point_and_unknown_kind_no_attribute(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     # A progress update alone (its heartbeat did not fit or is still coming): the job is running.
     sink.send([update("parse-7", 3, envelope(41, unit="rows"))])
 
@@ -76,13 +73,11 @@ def test_unknown_values_give_no_point_and_unknown_kind_no_attribute(
     assert points == {
         DONE: [Point(41, {"job_id": "parse-7", "worker_id": "w1", "unit": "rows", "status": "running"})]
     }
-    sink.close(1.0)
 
 
 def test_heartbeat_without_progress_reports_nothing_until_progress_is_known(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("bt-9", 1, kind="backtest")])
     assert collect(reader) == {}
 
@@ -92,25 +87,21 @@ def test_heartbeat_without_progress_reports_nothing_until_progress_is_known(
         7,
         {"job_id": "bt-9", "worker_id": "w1", "kind": "backtest", "unit": "iterations", "status": "running"},
     )
-    sink.close(1.0)
 
 
 def test_running_job_is_reported_at_every_collection_even_when_idle(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("scan-1", 1, progress=envelope(3, 10))])
 
     for _ in range(3):
         assert [p.value for p in collect(reader)[DONE]] == [3]
     assert sink.job_count == 1
-    sink.close(1.0)
 
 
 def test_finished_job_is_reported_once_with_final_status_then_forgotten(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("scan-1", 1, progress=envelope(3, 10))])
     collect(reader)
     sink.send([heartbeat("scan-1", 2, "failed", envelope(4, 10))])
@@ -123,13 +114,11 @@ def test_finished_job_is_reported_once_with_final_status_then_forgotten(
     assert points[DONE][0].value == 4
     assert sink.job_count == 0
     assert collect(reader) == {}
-    sink.close(1.0)
 
 
 def test_final_state_split_in_two_messages_lands_in_either_order(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("a", 1, progress=envelope(1, 9)), heartbeat("b", 1, progress=envelope(1, 9))])
     # Job a: the progress update (higher seq) arrives before the status heartbeat; job b the other way.
     sink.send([update("a", 11, envelope(9, 9)), heartbeat("a", 10, "succeeded")])
@@ -143,9 +132,8 @@ def test_final_state_split_in_two_messages_lands_in_either_order(
 
 
 def test_late_half_of_a_final_state_is_reported_as_final_not_as_a_new_run(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("split", 1, progress=envelope(1, 9))])
     sink.send([heartbeat("split", 10, "succeeded")])
     collect(reader)  # reports the final status and forgets the job
@@ -158,13 +146,9 @@ def test_late_half_of_a_final_state_is_reported_as_final_not_as_a_new_run(
     sink.send([heartbeat("split", 12, progress=envelope(0, 9), run="run-2")])  # a new run is live again
     (point,) = collect(reader)[DONE]
     assert (point.value, point.attributes["status"]) == (0, "running")
-    sink.close(1.0)
 
 
-def test_stale_and_duplicate_seq_change_nothing(
-    provider: MeterProvider, reader: InMemoryMetricReader
-) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
+def test_stale_and_duplicate_seq_change_nothing(sink: OtelSink, reader: InMemoryMetricReader) -> None:
     sink.send([heartbeat("j", 5, progress=envelope(50, 100))])
     sink.send([update("j", 4, envelope(40, 100)), heartbeat("j", 5, "failed", envelope(0, 100))])
 
@@ -172,11 +156,9 @@ def test_stale_and_duplicate_seq_change_nothing(
 
     assert point.value == 50
     assert point.attributes["status"] == "running"
-    sink.close(1.0)
 
 
-def test_each_worker_of_a_job_is_its_own_point(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
+def test_each_worker_of_a_job_is_its_own_point(sink: OtelSink, reader: InMemoryMetricReader) -> None:
     sink.send(
         [
             heartbeat("ingest", 1, progress=envelope(10, 40), worker="host-a:1"),
@@ -190,18 +172,15 @@ def test_each_worker_of_a_job_is_its_own_point(provider: MeterProvider, reader: 
         ("ingest", "host-a:1"): 10,
         ("ingest", "host-b:7"): 25,
     }
-    sink.close(1.0)
 
 
-def test_new_run_after_finish_is_live_again(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
+def test_new_run_after_finish_is_live_again(sink: OtelSink, reader: InMemoryMetricReader) -> None:
     sink.send([heartbeat("nightly", 1, "succeeded", envelope(10, 10))])
     sink.send([heartbeat("nightly", 2, progress=envelope(0, 10), run="run-2")])
 
     for _ in range(2):
         (point,) = collect(reader)[DONE]
         assert (point.value, point.attributes["status"]) == (0, "running")
-    sink.close(1.0)
 
 
 def test_keep_final_reports_the_final_state_until_its_time_is_up(
@@ -246,9 +225,8 @@ def test_max_jobs_drops_the_least_recently_updated_and_warns_once(
 
 
 def test_close_reports_held_states_once_more_then_refuses_sends(
-    provider: MeterProvider, reader: InMemoryMetricReader
+    sink: OtelSink, reader: InMemoryMetricReader
 ) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
     sink.send([heartbeat("long", 1, progress=envelope(6, 60))])
     assert sink.flush(1.0) is True
 
@@ -301,8 +279,7 @@ def test_sinks_on_different_providers_do_not_mix() -> None:
             meter_provider.shutdown()
 
 
-def test_non_finite_throughput_is_not_reported(provider: MeterProvider, reader: InMemoryMetricReader) -> None:
-    sink = OtelSink("otel://", meter_provider=provider)
+def test_non_finite_throughput_is_not_reported(sink: OtelSink, reader: InMemoryMetricReader) -> None:
     sink.send([heartbeat("j", 1, progress=envelope(1, rate=math.inf))])
 
     points = collect(reader)
