@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ DEFAULT_DB: Final = "sqlite:///jobprogress.db"
 DEFAULT_STALL_AFTER: Final = 30.0
 DEMO_STALL_AFTER: Final = 5.0
 """The demo lasts seconds, so its view judges lost and stalled sooner than the default."""
+
+_PIPE_WIDTH: Final = 160
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -87,7 +90,11 @@ def _open(db_url: str, stall_after: float) -> JobSource:
 
 def _console() -> Console:
     # Markup, emoji and highlighting off: every renderable we print is Text built from scrubbed data.
-    return Console(markup=False, emoji=False, highlight=False)
+    console = Console(markup=False, emoji=False, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped into a file or another program: nothing wraps there, so do not fold rows at 80 columns.
+        console = Console(markup=False, emoji=False, highlight=False, width=_PIPE_WIDTH)
+    return console
 
 
 def _dump(data: Any) -> str:

@@ -49,6 +49,7 @@ _STATE_ALIASES: Final = {"actionable": ACTIONABLE, "ready": READY}
 _RANK: Final = {state: rank for rank, state in enumerate(STATE_WORDS)}
 _RUNNING_RANK: Final = _RANK["running"]
 
+_ERROR_IN_LINE: Final = 72
 _BYTE_UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -272,7 +273,9 @@ def progress_line(view: JobView | WorkerView) -> str:
         if view.eta_seconds is not None:
             parts.append(f"ETA {human_duration(view.eta_seconds)}")
     if view.status == "failed" and view.error:
-        parts.append(scrub(view.error))
+        error = scrub(view.error)
+        # The list shows the start of the error; the detail panel shows all of it.
+        parts.append(error if len(error) <= _ERROR_IN_LINE else error[: _ERROR_IN_LINE - 1] + "…")
     return " · ".join(parts)
 
 

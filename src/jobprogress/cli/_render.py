@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -64,33 +64,58 @@ def _format_time(moment: datetime | None) -> str:
     return aware.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def jobs_table(views: Sequence[JobView], now: datetime, *, title: str | None = None) -> Table:
-    """The Jobs table for views already in display order (see ``_format.sort_jobs``)."""
-    table = Table(
-        title=Text(title) if title is not None else None,
-        caption=Text(summary_line(views), style="dim"),
-        box=box.SIMPLE_HEAD,
-        expand=False,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column(JOB_COLUMNS[0], overflow="fold", max_width=48)
-    table.add_column(JOB_COLUMNS[1], overflow="fold", max_width=14)
-    table.add_column(JOB_COLUMNS[2], no_wrap=True)
-    table.add_column(JOB_COLUMNS[3], overflow="fold", min_width=16)
-    table.add_column(JOB_COLUMNS[4], justify="right", overflow="fold", max_width=16)
-    table.add_column(JOB_COLUMNS[5], justify="right", no_wrap=True)
-    for view in views:
-        job, kind, state, progress, workers, updated = job_row(view, now)
-        table.add_row(
-            Text(job, style="bold", end=""),
-            Text(kind, end=""),
-            state_text(state),
-            Text(progress, style="red" if state == "failed" else "", end=""),
-            Text(workers, end=""),
-            Text(updated, style="dim", end=""),
+_NARROW: Final = 100
+"""Below this many columns the Jobs table leaves out Kind, which the progress line implies anyway."""
+
+
+class _JobsTable:
+    """The Jobs table, laid out for the width it is rendered at."""
+
+    def __init__(self, views: Sequence[JobView], now: datetime, title: str | None) -> None:
+        self._rows = [job_row(view, now) for view in views]
+        self._summary = summary_line(views)
+        self._title = title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        narrow = options.max_width < _NARROW
+        table = Table(
+            title=Text(self._title) if self._title is not None else None,
+            caption=Text(self._summary, style="dim"),
+            box=box.SIMPLE_HEAD,
+            expand=False,
+            pad_edge=False,
+            collapse_padding=True,
         )
-    return table
+        # Job ids are what `show` takes: keep them whole on one line where the terminal allows.
+        longest_id = max((len(row[0]) for row in self._rows), default=3)
+        table.add_column(JOB_COLUMNS[0], overflow="fold", min_width=min(longest_id, 20), max_width=48)
+        if not narrow:
+            table.add_column(JOB_COLUMNS[1], overflow="fold", max_width=14)
+        table.add_column(JOB_COLUMNS[2], no_wrap=True)
+        table.add_column(JOB_COLUMNS[3], overflow="fold", min_width=16)
+        table.add_column(JOB_COLUMNS[4], justify="right", overflow="fold", max_width=16)
+        table.add_column(JOB_COLUMNS[5], justify="right", no_wrap=True)
+        for job, kind, state, progress, workers, updated in self._rows:
+            cells = [
+                Text(job, style="bold", end=""),
+                Text(kind, end=""),
+                state_text(state),
+                Text(progress, style="red" if state == "failed" else "", end=""),
+                Text(workers, end=""),
+                Text(updated, style="dim", end=""),
+            ]
+            if narrow:
+                del cells[1]
+            table.add_row(*cells)
+        yield table
+
+
+def jobs_table(views: Sequence[JobView], now: datetime, *, title: str | None = None) -> RenderableType:
+    """The Jobs table for views already in display order (see ``_format.sort_jobs``).
+
+    At widths under 100 columns the Kind column is left out so every other column fits 80.
+    """
+    return _JobsTable(views, now, title)
 
 
 def _payload_value(value: Any) -> str:
