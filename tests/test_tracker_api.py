@@ -602,7 +602,8 @@ def test_stats_shape() -> None:
     assert jp.flush(2.0)
     stats = jp.stats()
     sink = stats["sinks"]["memory://stats"]
-    assert sink["sent"] >= 2
+    assert sink["sent"] >= 1  # start and finish may fold into one latest-wins message
+    assert sink["batches"] >= 1
     assert sink["pending"] == 0
     assert sink["failing"] is False
     assert stats["payload_dropped"] == 0

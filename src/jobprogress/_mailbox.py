@@ -203,15 +203,23 @@ class Mailbox:
 
     # -- waiting ---------------------------------------------------------------------------------
 
-    def wait_empty(self, deadline: float) -> bool:
-        """Wait until nothing is pending or in flight, the sink starts failing, or ``deadline``."""
+    @property
+    def backing_off(self) -> bool:
+        return self._clock() < self._retry_at
+
+    def wait_empty(self, deadline: float, *, skip_failed: bool = False) -> bool:
+        """Wait until nothing is pending or in flight, or ``deadline``.
+
+        Never waits while the sender is backing off; with ``skip_failed`` (at exit) not on a sink whose
+        last send raised either, even when its retry is due.
+        """
         if not self._threaded:
             while self.deliver():
                 pass
             return not self._pending
         with self._lock:
             while self._pending or self._inflight:
-                if self.failing:
+                if self.backing_off or (skip_failed and self._last_failed and not self._inflight):
                     return False
                 remaining = deadline - self._clock()
                 if remaining <= 0:

@@ -338,10 +338,10 @@ class Reporter:
 
     # -- flush and shutdown ----------------------------------------------------------------------
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float, *, at_exit: bool = False) -> bool:
         """Send the newest state of every tracker; True when every mailbox is empty by the deadline.
 
-        Never waits on a sink that is failing (its last send raised, or it is backing off).
+        Never waits on a sink that is backing off; ``at_exit``, not on one whose last send raised either.
         """
         if not self.mailboxes:
             return True
@@ -349,18 +349,18 @@ class Reporter:
         self._forced_pass(deadline)
         empty = True
         for mailbox in self.mailboxes:
-            if mailbox.wait_empty(deadline):
+            if mailbox.wait_empty(deadline, skip_failed=at_exit):
                 mailbox.sink_flush(max(deadline - self._clock(), 0.0))
             else:
                 empty = False
         return empty
 
-    def shutdown(self, timeout: float) -> bool:
+    def shutdown(self, timeout: float, *, at_exit: bool = False) -> bool:
         """Flush (bounded by ``timeout``), stop the threads and close the sinks. Idempotent."""
         if self._stopped:
             return True
         deadline = self._clock() + max(timeout, 0.0)
-        delivered = self.flush(timeout)
+        delivered = self.flush(timeout, at_exit=at_exit)
         self._stopped = True
         self._wake.set()
         for mailbox in self.mailboxes:

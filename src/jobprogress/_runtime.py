@@ -114,12 +114,12 @@ async def aflush(timeout: float = 5.0) -> bool:
     return await anyio.to_thread.run_sync(flush, timeout, abandon_on_cancel=True)
 
 
-def shutdown(timeout: float = 5.0) -> bool:
+def shutdown(timeout: float = 5.0, *, at_exit: bool = False) -> bool:
     """See :func:`jobprogress.shutdown`."""
     global _reporter
     with _lock:
         current, _reporter = _reporter, None
-    return True if current is None else current.shutdown(timeout)
+    return True if current is None else current.shutdown(timeout, at_exit=at_exit)
 
 
 def stats() -> dict[str, Any]:
@@ -158,7 +158,7 @@ def stored_progress(job_id: str, worker_id: str) -> tuple[int, int] | None:
 
 def _at_exit() -> None:
     try:
-        shutdown(settings().exit_timeout)
+        shutdown(settings().exit_timeout, at_exit=True)
     except Exception as exc:  # never a traceback at exit
         logger.debug("jobprogress: shutdown at exit failed: %s", exc)
 
