@@ -37,6 +37,8 @@ logger = logging.getLogger("jobprogress")
 
 _FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 MAX_SAMPLE_PERIOD: Final = 1.0
+LINGER: Final = 0.005
+"""Seconds the reporter waits after a wake-up before its pass, to gather a burst of events."""
 # Bytes of a heartbeat with progress besides its strings and payload, with every number at its widest.
 _HEARTBEAT_SKELETON_BYTES: Final = 430
 
@@ -309,7 +311,10 @@ class Reporter:
 
     def _run(self) -> None:
         while not self._stopped:
-            self._wake.wait(max(self._next_sample - self._clock(), 0.0))
+            if self._wake.wait(max(self._next_sample - self._clock(), 0.0)):
+                # Linger a moment so a burst of starts and finishes (thousands of short jobs) costs one
+                # pass, not one pass and one GIL hand-off per event.
+                time.sleep(LINGER)
             self._wake.clear()
             with self._forced_cond:
                 forced = self._forced_requested

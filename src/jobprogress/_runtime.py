@@ -73,6 +73,8 @@ def _new_reporter(resolved: Settings) -> Reporter:
     sinks = _open_sinks(resolved.sinks)
     if not sinks:
         logger.debug("jobprogress: no sink configured; progress is tracked but not written anywhere")
+    else:
+        from . import envelope  # noqa: F401  # load pydantic here, not in the reporter thread mid-run
     return Reporter(resolved, sinks)
 
 
