@@ -256,6 +256,19 @@ def test_iter_inside_with_block_leaves_status_to_the_block(progress_capture: Pro
     assert progress_capture.final("outer").progress.items_done == 3  # type: ignore[union-attr]
 
 
+def test_with_block_ending_before_its_iter_loop_counts_once(progress_capture: ProgressCapture) -> None:
+    with jp.track("early-exit") as t:
+        iterator = t.iter(iter(list(range(10))))
+        next(iterator), next(iterator), next(iterator)
+    assert t.done == 2
+    del iterator
+    import gc
+
+    gc.collect()
+    assert t.done == 2
+    assert t.status == "succeeded"
+
+
 # -- explicit lifecycle ---------------------------------------------------------------------------
 
 

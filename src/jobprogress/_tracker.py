@@ -118,10 +118,11 @@ class _IterEnd:
     def _end(self, *, exhausted: bool) -> None:
         self._ended = True
         tracker = self._tracker
+        if tracker._probe is not self._probe:
+            return  # the tracker ended first and already counted what this loop handed out
         handed_out = self._probe.handed_out()
         tracker._done += handed_out if exhausted else max(handed_out - 1, 0)
-        if tracker._probe is self._probe:
-            tracker._probe = None
+        tracker._probe = None
         if self._owns and tracker._status == RUNNING:
             if exhausted:
                 tracker.finish()
