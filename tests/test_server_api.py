@@ -459,6 +459,8 @@ def test_read_routes_serve_job_views_as_json(collector: Collector) -> None:
         ("limit=100000", "limit"),
         ("offset=-1", "offset"),
         ("offset=1.5", "offset"),
+        ("offset=353964420332641243365376", "offset"),  # found by the fuzz: overflowed SQLite INTEGER
+        ("active_within=3773082413614871.0", "active_within"),
         ("active_within=nan", "active_within"),
         ("active_within=-3", "active_within"),
         ("active_within=inf", "active_within"),

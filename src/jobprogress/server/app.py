@@ -63,6 +63,10 @@ DEFAULT_MAX_BATCH: Final = 1000
 DEFAULT_MAX_IN_FLIGHT: Final = 64
 DEFAULT_JOBS_LIMIT: Final = 500
 MAX_JOBS_LIMIT: Final = 10000
+MAX_JOBS_OFFSET: Final = 2**31 - 1
+"""Far beyond any real page; keeps the value inside every database's integer range."""
+MAX_ACTIVE_WITHIN: Final = 1e9
+"""Seconds (about 31 years): beyond it a window means "all", and datetime arithmetic would overflow."""
 BUSY_RETRY_AFTER: Final = 1
 """Seconds a client is asked to wait when too many requests are in flight."""
 DB_RETRY_AFTER: Final = 2
@@ -462,11 +466,13 @@ class _Collector:
             if not 1 <= limit <= MAX_JOBS_LIMIT:
                 raise _out_of_range("limit", f"must be between 1 and {MAX_JOBS_LIMIT}")
             offset = _query_number(request, "offset", int) or 0
-            if offset < 0:
-                raise _out_of_range("offset", "must be >= 0")
+            if not 0 <= offset <= MAX_JOBS_OFFSET:
+                raise _out_of_range("offset", f"must be between 0 and {MAX_JOBS_OFFSET}")
             active_within = _query_number(request, "active_within", float)
-            if active_within is not None and not (math.isfinite(active_within) and active_within > 0):
-                raise _out_of_range("active_within", "must be a finite number of seconds > 0")
+            if active_within is not None and not 0 < active_within <= MAX_ACTIVE_WITHIN:  # NaN fails too
+                raise _out_of_range(
+                    "active_within", f"must be a number of seconds > 0 and <= {MAX_ACTIVE_WITHIN:g}"
+                )
             views: list[JobView] = await self._read(
                 lambda: self.reader.jobs(
                     status=status, kind=kind, active_within=active_within, limit=limit, offset=offset

@@ -218,13 +218,13 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0},
                         },
                         {
                             "name": "active_within",
                             "in": "query",
                             "description": "Only jobs with a message in the last this many seconds.",
-                            "schema": {"type": "number", "exclusiveMinimum": 0},
+                            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
                         },
                     ],
                     "responses": {
