@@ -23,7 +23,10 @@ from jobprogress.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection, Dialect, Engine
+    from sqlalchemy.schema import SchemaItem
+    from sqlalchemy.sql.compiler import DDLCompiler
+    from sqlalchemy.sql.ddl import BaseDDLElement
 
     from ._engine import Backend
 
@@ -82,8 +85,18 @@ def tables_for(prefix: str) -> StoreTables:
     return tables
 
 
-def _not_duckdb(_ddl: object, _target: object, _bind: object, **kw: Any) -> bool:
-    return bool(kw["dialect"].name != "duckdb")
+def _not_duckdb(
+    ddl: BaseDDLElement,
+    target: SchemaItem | str,
+    bind: Connection | None,
+    tables: list[Table] | None = None,
+    state: Any | None = None,
+    *,
+    dialect: Dialect,
+    compiler: DDLCompiler | None = None,
+    checkfirst: bool = False,
+) -> bool:
+    return dialect.name != "duckdb"
 
 
 def _define(prefix: str) -> StoreTables:

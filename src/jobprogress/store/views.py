@@ -14,11 +14,11 @@ stalled. Job-level ``kind`` is the workers' kind, ``error`` the most recently fa
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["JOB_STATUSES", "JobView", "WorkerView"]
+__all__ = ["JOB_STATUSES", "JobView", "WorkerView", "trusted"]
 
 JOB_STATUSES = ("running", "succeeded", "failed", "cancelled")
 """Stored statuses; ``stalled`` and ``lost`` are judgements shown beside a running status."""
@@ -81,3 +81,22 @@ class JobView(BaseModel):
         if self.status == "running" and self.stalled:
             return "stalled"
         return self.status
+
+
+_Model = TypeVar("_Model", JobView, WorkerView)
+
+
+def trusted(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) -> _Model:
+    """Build a view from values the store itself produced, skipping validation.
+
+    What :meth:`pydantic.BaseModel.model_construct` does for these plain models (no defaults,
+    aliases, extras or private attributes), without its per-field loop: the Jobs list builds tens of
+    thousands of these per call. ``values`` must hold every field, already of its declared type, and
+    ``fields`` is ``frozenset(cls.model_fields)``.
+    """
+    view = cls.__new__(cls)
+    object.__setattr__(view, "__dict__", values)
+    object.__setattr__(view, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(view, "__pydantic_extra__", None)
+    object.__setattr__(view, "__pydantic_private__", None)
+    return view

@@ -1,0 +1,487 @@
+"""The Jobs read side: per-job aggregates over ``{prefix}job_progress``, judged on the store's clock.
+
+:meth:`ProgressStore.jobs` is one statement: a grouped query picks the page of jobs (status, liveness
+and ordering are decided in SQL, so filters and ``limit`` agree), joined back to the rows of exactly
+those jobs. Python then folds each job's rows into a :class:`~jobprogress.store.views.JobView` with the
+rules of DESIGN §6 (sums in Python, so a sum of BIGINTs never overflows in the database).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final
+
+from jobprogress.errors import ConfigurationError, StoreError
+from jobprogress.store._engine import (
+    EngineKey,
+    EngineSettings,
+    acquire_engine,
+    backend_of,
+    check_sqlite_file,
+    connect,
+    describe_error,
+    now_sql,
+    parse_url,
+    release_engine,
+    require_driver,
+)
+from jobprogress.store.schema import check_version, read_schema_version, tables_for
+from jobprogress.store.views import JOB_STATUSES, JobView, WorkerView, trusted
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql import Select
+    from sqlalchemy.sql.elements import ColumnElement
+
+    from jobprogress.store.writer import Clock
+
+__all__ = ["STATUS_FILTERS", "ProgressStore"]
+
+STATUS_FILTERS: Final = (*JOB_STATUSES, "stalled", "lost")
+"""What ``jobs(status=...)`` accepts: a job's state, the word a Jobs view shows for it."""
+
+_UTC = timezone.utc
+_fromtimestamp = datetime.fromtimestamp
+_loads = json.loads
+
+
+def _names(what: str, value: str | Iterable[str] | None, allowed: tuple[str, ...] | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigurationError(f"{what} filter values must be strings, not {type(name).__name__}")
+        if allowed is not None and name not in allowed:
+            raise ConfigurationError(f"unknown {what} {name!r}; expected one of {', '.join(allowed)}")
+    return names
+
+
+class ProgressStore:
+    """Reads jobs from a store; never creates a database or a table.
+
+    Usable as a context manager. Stores for one URL share one engine, so polling never leaks
+    connections.
+
+    Args:
+        url: ``sqlite:///PATH``, ``duckdb:///PATH``, ``postgresql://…`` or ``postgresql+psycopg://…``.
+        stall_after: Seconds (on the store's clock) after which a running worker with no message is
+            ``lost``, and one with messages but no progress is ``stalled``.
+        table_prefix: Prefix of the table names, as the writers use it.
+        clock: The store's clock as POSIX seconds. None (the default) uses the database server's
+            clock; tests pass a fake one.
+        connect_timeout: Postgres: seconds to connect.
+        statement_timeout: Postgres: seconds a query may run.
+
+    Raises:
+        ConfigurationError: the URL, prefix or ``stall_after`` is not valid.
+        MissingExtraError: the backend's optional dependencies are not installed.
+        StoreError: the SQLite or DuckDB file does not exist or is not a database.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        stall_after: float = 30.0,
+        table_prefix: str = "cf_",
+        clock: Clock | None = None,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 10.0,
+    ) -> None:
+        if isinstance(stall_after, bool) or not isinstance(stall_after, (int, float)):
+            raise ConfigurationError(f"stall_after must be a number of seconds, not {stall_after!r}")
+        if not math.isfinite(stall_after) or stall_after <= 0:
+            raise ConfigurationError(f"stall_after must be a positive number of seconds, got {stall_after!r}")
+        self._backend = backend_of(url)
+        require_driver(self._backend, f"reading the {self._backend} store")
+        self._url = parse_url(url)
+        self._tables = tables_for(table_prefix)
+        self._stall_after = float(stall_after)
+        self._clock = clock
+        self._settings = EngineSettings(connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+        self._check_file()
+        self._lease: tuple[EngineKey, Engine] | None = None
+        self._version_checked = False
+        self._closed = False
+
+    @property
+    def stall_after(self) -> float:
+        """Seconds without a message (lost) or without progress (stalled) before a worker is flagged."""
+        return self._stall_after
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        kind: str | Iterable[str] | None = None,
+        active_within: float | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobView]:
+        """Jobs, most recently active first (store clock: last message received), then by job id.
+
+        Args:
+            status: Keep jobs in these states: ``running`` (and neither stalled nor lost),
+                ``stalled``, ``lost``, ``succeeded``, ``failed`` or ``cancelled`` — the word
+                :attr:`JobView.state` shows, so each job matches exactly one.
+            kind: Keep jobs of these kinds.
+            active_within: Keep jobs that sent a message within this many seconds (store clock).
+            limit: At most this many jobs (None: all).
+            offset: Skip this many jobs first (paging).
+
+        Raises:
+            ConfigurationError: an unknown status, or a negative limit, offset or window.
+            StoreError: the store could not be read.
+        """
+        statuses = _names("status", status, STATUS_FILTERS)
+        kinds = _names("kind", kind, None)
+        for name, number in (("limit", limit), ("offset", offset), ("active_within", active_within)):
+            if number is not None and (isinstance(number, bool) or number < 0):
+                raise ConfigurationError(f"{name} must be a non-negative number, got {number!r}")
+        if statuses == [] or kinds == [] or limit == 0:
+            return []
+        statement = self._statement(
+            job_id=None,
+            statuses=statuses,
+            kinds=kinds,
+            active_within=active_within,
+            limit=limit,
+            offset=offset,
+        )
+        return self._run(statement)
+
+    def job(self, job_id: str) -> JobView | None:
+        """One job with its per-worker rows, or None when the store holds no row of it.
+
+        Raises:
+            StoreError: the store could not be read.
+        """
+        statement = self._statement(
+            job_id=job_id, statuses=None, kinds=None, active_within=None, limit=None, offset=0
+        )
+        views = self._run(statement)
+        return views[0] if views else None
+
+    def close(self) -> None:
+        """Release this store's hold on the shared engine; idempotent."""
+        self._closed = True
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            release_engine(lease[0])
+
+    def __enter__(self) -> ProgressStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the query --------------------------------------------------------------------------------
+
+    def _now(self) -> ColumnElement[float]:
+        from sqlalchemy import Float, bindparam
+
+        # One reading of the store's clock per query, bound as a constant: every row of the result
+        # is judged against the same instant, and the database need not evaluate a clock per row.
+        return bindparam("store_now", type_=Float())
+
+    def _statement(
+        self,
+        *,
+        job_id: str | None,
+        statuses: list[str] | None,
+        kinds: list[str] | None,
+        active_within: float | None,
+        limit: int | None,
+        offset: int,
+    ) -> Select[Any]:
+        from sqlalchemy import Float, and_, bindparam, case, func, literal, select
+
+        table = self._tables.progress
+        cutoff = bindparam("cutoff", type_=Float())
+        running = table.c.status == "running"
+        worker_lost = and_(running, table.c.seen_at < cutoff)
+        worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
+
+        def count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+            return func.sum(case((condition, 1), else_=0))
+
+        grouped = select(
+            table.c.job_id,
+            count(table.c.status == "failed").label("n_failed"),
+            count(running).label("n_running"),
+            count(table.c.status == "cancelled").label("n_cancelled"),
+            count(worker_lost).label("n_lost"),
+            count(worker_stalled).label("n_stalled"),
+            func.max(table.c.kind).label("kind"),
+            func.max(table.c.seen_at).label("last_seen"),
+        ).group_by(table.c.job_id)
+        if job_id is not None:
+            grouped = grouped.where(table.c.job_id == job_id)
+        if active_within is not None:
+            recent = table.alias("recent")
+            grouped = grouped.where(
+                table.c.job_id.in_(
+                    select(recent.c.job_id).where(recent.c.seen_at >= self._now() - literal(active_within))
+                )
+            )
+        jobs = grouped.subquery("jobs")
+        status = case(
+            (jobs.c.n_failed > 0, "failed"),
+            (jobs.c.n_running > 0, "running"),
+            (jobs.c.n_cancelled > 0, "cancelled"),
+            else_="succeeded",
+        )
+        job_lost = and_(jobs.c.n_running > 0, jobs.c.n_lost == jobs.c.n_running)
+        job_stalled = and_(
+            jobs.c.n_running > 0,
+            jobs.c.n_stalled > 0,
+            jobs.c.n_lost + jobs.c.n_stalled == jobs.c.n_running,
+        )
+        state = case(
+            (jobs.c.n_failed > 0, "failed"),
+            (job_lost, "lost"),
+            (job_stalled, "stalled"),
+            else_=status,
+        )
+        page = select(
+            jobs.c.job_id,
+            jobs.c.last_seen,
+            status.label("job_status"),
+            case((job_lost, 1), else_=0).label("job_lost"),
+            case((job_stalled, 1), else_=0).label("job_stalled"),
+        )
+        if statuses is not None:
+            page = page.where(state.in_(statuses))
+        if kinds is not None:
+            page = page.where(jobs.c.kind.in_(kinds))
+        page = page.order_by(jobs.c.last_seen.desc(), jobs.c.job_id)
+        if limit is not None:
+            page = page.limit(limit)
+        if offset:
+            page = page.offset(offset)
+        chosen = page.subquery("page")
+        # No ORDER BY here: sorting the wide joined rows costs more than the query itself. The page
+        # carries its sort key, and _fold orders jobs (and each job's workers) in Python.
+        return select(
+            chosen.c.job_status,
+            chosen.c.job_lost,
+            chosen.c.job_stalled,
+            chosen.c.last_seen,
+            *(table.c[name] for name in _WORKER_COLUMNS),
+            case((worker_lost, 1), else_=0).label("worker_lost"),
+            case((worker_stalled, 1), else_=0).label("worker_stalled"),
+        ).join_from(chosen, table, table.c.job_id == chosen.c.job_id)
+
+    def _engine(self) -> Engine:
+        if self._closed:
+            raise StoreError(
+                f"the progress store for {self._url.render_as_string(hide_password=True)} is closed"
+            )
+        lease = self._lease
+        if lease is None or lease[0][3] != os.getpid():
+            lease = acquire_engine(self._url, self._settings, read_only=True)
+            self._lease = lease
+        return lease[1]
+
+    def _check_file(self) -> None:
+        if self._backend == "sqlite":
+            check_sqlite_file(self._url, must_exist=True)
+        elif self._backend == "duckdb":
+            path = self._url.database
+            if path and path != ":memory:" and not os.path.exists(path):
+                raise StoreError(f"DuckDB database {path!r} does not exist")
+
+    def _run(self, statement: Select[Any]) -> list[JobView]:
+        from sqlalchemy import inspect, select
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+        self._check_file()
+        try:
+            with connect(self._engine(), read=True) as connection:
+                if not self._version_checked:
+                    if not self._tables_exist(connection):
+                        return []  # nothing written yet: no jobs
+                    check_version(read_schema_version(connection, self._tables), self._tables.progress.name)
+                    self._version_checked = True
+                if self._clock is not None:
+                    now = float(self._clock())
+                else:
+                    now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
+                params = {"store_now": now, "cutoff": now - self._stall_after}
+                rows = connection.execute(statement, params).tuples().all()
+        except DBAPIError as exc:
+            try:
+                with connect(self._engine(), read=True) as connection:
+                    missing = not inspect(connection).has_table(self._tables.progress.name)
+            except SQLAlchemyError:
+                missing = False
+            if missing:
+                return []
+            raise StoreError(describe_error(exc, self._url)) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(describe_error(exc, self._url)) from exc
+        return _fold(rows)
+
+    def _tables_exist(self, connection: Connection) -> bool:
+        from sqlalchemy import inspect
+
+        return bool(inspect(connection).has_table(self._tables.progress.name))
+
+
+_WORKER_COLUMNS: Final = (
+    "job_id", "worker_id", "kind", "status", "unit", "done", "total", "throughput", "eta_seconds",
+    "payload_json", "error", "run_id", "seq", "started_at", "updated_at", "progressed_at", "seen_at",
+)  # fmt: skip
+_WORKER_FIELDS: Final = frozenset(WorkerView.model_fields)
+_JOB_FIELDS: Final = frozenset(JobView.model_fields)
+
+
+def _stamp(value: float | None, previous: float | None, previous_stamp: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value == previous:
+        return previous_stamp  # datetimes are immutable: a row's equal store times share one
+    return _fromtimestamp(value, _UTC)
+
+
+def _worker(row: Sequence[Any]) -> WorkerView:
+    (
+        _job_status, _job_lost, _job_stalled, _last_seen,
+        _job_id, worker_id, kind, status, unit, done, total, throughput, eta_seconds,
+        payload_json, error, run_id, seq, started_at, updated_at, progressed_at, seen_at,
+        worker_lost, worker_stalled,
+    ) = row  # fmt: skip
+    seen = None if seen_at is None else _fromtimestamp(seen_at, _UTC)
+    progressed = _stamp(progressed_at, seen_at, seen)
+    return trusted(
+        WorkerView,
+        {
+            "worker_id": worker_id,
+            "kind": kind,
+            "unit": unit,
+            "done": done,
+            "total": total,
+            "throughput": throughput,
+            "eta_seconds": eta_seconds,
+            "status": status,
+            "stalled": bool(worker_stalled),
+            "lost": bool(worker_lost),
+            "updated_at": None if updated_at is None else _fromtimestamp(updated_at, _UTC),
+            "error": error,
+            "payload": None if payload_json is None else _loads(payload_json),
+            "run_id": run_id,
+            "seq": seq,
+            "started_at": _stamp(started_at, progressed_at, progressed),
+            "progressed_at": progressed,
+            "seen_at": seen,
+        },
+        _WORKER_FIELDS,
+    )
+
+
+def _fold(rows: Sequence[Sequence[Any]]) -> list[JobView]:
+    """Group result rows by job, order jobs by (last seen desc, job id) and workers by id."""
+    groups: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        group = groups.get(row[4])
+        if group is None:
+            groups[row[4]] = [row]
+        else:
+            group.append(row)
+    ordered = sorted(groups.values(), key=lambda group: group[0][4])
+    ordered.sort(key=lambda group: group[0][3], reverse=True)  # stable: ties stay in job-id order
+    # Building tens of thousands of small objects triggers the cyclic GC over and over, though none
+    # of them can form a cycle; pause it for the fold (restored even if another thread paused it).
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        views = []
+        for group in ordered:
+            if len(group) > 1:
+                group.sort(key=_by_worker)
+            head = group[0]
+            views.append(
+                aggregate(head[4], head[0], bool(head[1]), bool(head[2]), [_worker(row) for row in group])
+            )
+    finally:
+        if paused:
+            gc.enable()
+    return views
+
+
+def _by_worker(row: Sequence[Any]) -> str:
+    return str(row[5])
+
+
+def aggregate(job_id: str, status: str, lost: bool, stalled: bool, workers: list[WorkerView]) -> JobView:
+    """Fold one job's worker rows into a :class:`JobView` (rules in :mod:`jobprogress.store.views`).
+
+    ``status``, ``lost`` and ``stalled`` come from the query, which filtered and ordered on them.
+    """
+    units = {worker.unit for worker in workers if worker.unit is not None}
+    unit: str | None = None
+    done: int | None = None
+    total: int | None = None
+    throughput: float | None = None
+    eta: int | None = None
+    if len(units) <= 1:  # different units are never summed
+        unit = next(iter(units), None)
+        counts = [worker.done for worker in workers if worker.done is not None]
+        done = sum(counts) if counts else None
+        if all(worker.total is not None for worker in workers):
+            total = sum(worker.total for worker in workers if worker.total is not None)
+        # Live workers: running and not lost; a stalled one makes no progress, so it adds nothing.
+        rates = [
+            0.0 if worker.stalled else worker.throughput
+            for worker in workers
+            if worker.status == "running" and not worker.lost and worker.throughput is not None
+        ]
+        throughput = sum(rates) if rates else None
+        if total is not None and done is not None:
+            remaining = max(total - done, 0)
+            if remaining == 0:
+                eta = 0
+            elif throughput:
+                eta = math.ceil(remaining / throughput)
+    failed = [worker for worker in workers if worker.status == "failed"]
+    error = None
+    if failed:
+        latest = max(failed, key=lambda worker: worker.progressed_at or datetime.min.replace(tzinfo=_UTC))
+        error = latest.error
+    with_payload = [worker for worker in workers if worker.payload is not None]
+    payload = None
+    if with_payload:
+        payload = max(
+            with_payload, key=lambda worker: worker.seen_at or datetime.min.replace(tzinfo=_UTC)
+        ).payload
+    kinds = [worker.kind for worker in workers if worker.kind is not None]
+    stamps = [worker.updated_at for worker in workers if worker.updated_at is not None]
+    return trusted(
+        JobView,
+        {
+            "job_id": job_id,
+            "kind": max(kinds) if kinds else None,
+            "unit": unit,
+            "done": done,
+            "total": total,
+            "throughput": throughput,
+            "eta_seconds": eta,
+            "status": status,
+            "stalled": stalled,
+            "lost": lost,
+            "updated_at": max(stamps) if stamps else None,
+            "error": error,
+            "payload": payload,
+            "workers": workers,
+        },
+        _JOB_FIELDS,
+    )
