@@ -1,55 +1,142 @@
-"""``sqlite:///PATH``, ``duckdb:///PATH``, ``postgresql://…``: progress written straight into a store.
+"""``sqlite:///PATH``, ``duckdb:///PATH`` and ``postgresql://…`` sinks: messages written into the store.
 
-Each sink wraps a :class:`~jobprogress.store.StoreWriter`: one transaction per batch, idempotent
-upserts guarded by ``seq``, tables created on first use. The writer connects lazily and builds its own
-engine after ``fork``, so creating the sink at ``configure()`` does no I/O. The module itself imports
-nothing heavy: SQLAlchemy loads when a sink is created.
+Registered as a built-in plugin. Importing this module imports nothing heavy: SQLAlchemy and the
+drivers are imported by the factory (which only checks them and the URL) and the connection is
+opened on the first ``send``, in the process that sends — never carried across ``fork``.
+
+Two query parameters configure the sink itself and are removed before the URL reaches the driver:
+``table_prefix`` (default ``cf_``) and ``history`` (``true`` to keep the append-only history table).
+Every other parameter, such as Postgres ``options``, passes through untouched.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qsl, urlencode
 
-from ..hookspecs import RegisterSink, hookimpl
+from jobprogress.errors import ConfigurationError, SinkError, StoreError
+from jobprogress.hookspecs import RegisterSink, hookimpl
 
 if TYPE_CHECKING:
-    from ..envelope import Heartbeat, ProgressUpdate
-    from ..store.writer import StoreWriter
+    from jobprogress.envelope import Heartbeat, ProgressUpdate
+    from jobprogress.store.writer import StoreWriter
 
-__all__ = ["SqlSink", "jobprogress_register_sinks"]
+__all__ = ["SCHEMES", "SqlSink", "jobprogress_register_sinks"]
 
-SCHEMES = ("sqlite", "duckdb", "postgresql", "postgresql+psycopg")
+SCHEMES: Final = ("sqlite", "duckdb", "postgresql", "postgresql+psycopg")
+
+_SINK_PARAMETERS: Final = ("table_prefix", "history")
+_TRUE: Final = ("1", "true", "yes", "on")
+_FALSE: Final = ("0", "false", "no", "off", "")
+
+
+def split_sink_url(url: str) -> tuple[str, str, bool]:
+    """Split the sink's own parameters off ``url``.
+
+    Returns:
+        The URL for the driver, the table prefix and whether to keep history.
+
+    Raises:
+        ConfigurationError: ``history`` is not a boolean word.
+    """
+    # Split by hand: urllib would fold sqlite:////abs/path (empty host) into sqlite://abs/path.
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    own = {key: value for key, value in pairs if key in _SINK_PARAMETERS}
+    rest = [(key, value) for key, value in pairs if key not in _SINK_PARAMETERS]
+    if not own:
+        return url, "cf_", False
+    history_word = own.get("history", "false").lower()
+    if history_word not in _TRUE + _FALSE:
+        raise ConfigurationError(f"history={own['history']!r} in a sink URL must be true or false")
+    driver_url = f"{base}?{urlencode(rest)}" if rest else base
+    return driver_url, own.get("table_prefix", "cf_"), history_word in _TRUE
 
 
 class SqlSink:
-    """A sink that writes into a ``cf_job_progress`` store.
+    """A sink writing through a :class:`~jobprogress.store.writer.StoreWriter`, created on first send.
+
+    Args:
+        url: The store URL; see the module docstring for the sink's own query parameters.
 
     Raises:
-        ConfigurationError: the URL is not a supported store URL.
-        MissingExtraError: SQLAlchemy or the backend's driver is not installed.
+        ConfigurationError: the URL or its parameters are not valid, or the SQLite file cannot be
+            a database (its directory is missing, or it holds something else).
+        MissingExtraError: the backend's optional dependencies are not installed.
     """
 
     def __init__(self, url: str) -> None:
-        from ..store.writer import StoreWriter
+        from jobprogress.store._engine import backend_of, check_sqlite_file, parse_url, require_driver
+        from jobprogress.store.schema import check_prefix
 
-        self.writer: StoreWriter = StoreWriter(url)
+        driver_url, self._table_prefix, self._history = split_sink_url(url)
+        backend = backend_of(driver_url)
+        require_driver(backend, f"the {url.split('://', 1)[0]}:// sink")
+        parsed = parse_url(driver_url)
+        check_prefix(self._table_prefix)
+        if backend == "sqlite":
+            try:
+                check_sqlite_file(parsed, must_exist=False)
+            except StoreError as exc:
+                raise ConfigurationError(str(exc)) from None
+        self._url = driver_url
+        self.url = parsed.render_as_string(hide_password=True)
+        self._lock = threading.Lock()
+        self._writer: StoreWriter | None = None
+        self._pid = os.getpid()
+        self._closed = False
 
-    def __repr__(self) -> str:
-        return f"SqlSink({self.writer.url!r})"
+    def _get_writer(self) -> StoreWriter:
+        writer = self._writer
+        if writer is not None and self._pid == os.getpid():
+            return writer
+        with self._lock:
+            if self._closed:
+                raise SinkError(f"the sink for {self.url} is closed", retryable=False)
+            if self._writer is None or self._pid != os.getpid():
+                from jobprogress.store.writer import StoreWriter
+
+                # After fork the inherited writer is left alone: its engine belongs to the parent.
+                self._writer = StoreWriter(self._url, table_prefix=self._table_prefix, history=self._history)
+                self._pid = os.getpid()
+            return self._writer
 
     def send(self, messages: Sequence[Heartbeat | ProgressUpdate]) -> None:
-        self.writer.write(messages)
+        """Write ``messages`` in one transaction.
+
+        Raises:
+            SinkError: the store could not be written; retryable (the reporter backs off).
+        """
+        try:
+            self._get_writer().write(messages)
+        except StoreError as exc:
+            raise SinkError(str(exc), retryable=True) from exc
 
     def stored_done(self, job_id: str, worker_id: str) -> tuple[int, int] | None:
-        """The stored (done, seq) of a (job, worker), for ``track(..., resume=True)``."""
-        return self.writer.stored_done(job_id, worker_id)
+        """The stored ``(done, seq)`` of (job, worker), for ``track(..., resume=True)``; None if none.
+
+        Raises:
+            StoreError: the store could not be read.
+        """
+        return self._get_writer().stored_done(job_id, worker_id)
 
     def flush(self, timeout: float) -> bool:
-        return True  # every send is its own committed transaction
+        """Nothing is buffered here: every ``send`` commits before it returns."""
+        return True
 
     def close(self, timeout: float) -> None:
-        self.writer.close()
+        """Release the connection pool of this process; idempotent."""
+        with self._lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None and self._pid == os.getpid():
+            writer.close()
+
+    def __repr__(self) -> str:
+        return f"SqlSink({self.url!r})"
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
+from jobprogress._validate import MAX_COUNT
 from jobprogress.errors import ConfigurationError, StoreError
 from jobprogress.store._engine import (
     EngineKey,
@@ -143,9 +144,17 @@ class ProgressStore:
         """
         statuses = _names("status", status, STATUS_FILTERS)
         kinds = _names("kind", kind, None)
-        for name, number in (("limit", limit), ("offset", offset), ("active_within", active_within)):
-            if number is not None and (isinstance(number, bool) or number < 0):
-                raise ConfigurationError(f"{name} must be a non-negative number, got {number!r}")
+        for name, count in (("limit", limit), ("offset", offset)):
+            if count is not None and (type(count) is not int or not 0 <= count <= MAX_COUNT):
+                raise ConfigurationError(f"{name} must be an integer from 0 to {MAX_COUNT}, got {count!r}")
+        if active_within is not None and (
+            isinstance(active_within, bool)
+            or not isinstance(active_within, (int, float))
+            or not 0 <= active_within < math.inf  # NaN fails too
+        ):
+            raise ConfigurationError(
+                f"active_within must be a finite number of seconds >= 0, got {active_within!r}"
+            )
         if statuses == [] or kinds == [] or limit == 0:
             return []
         statement = self._statement(
