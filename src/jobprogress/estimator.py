@@ -53,6 +53,9 @@ _MAX_BUCKETS: Final = _PER_LEVEL * _LEVELS + 1
 _ANSCOMBE: Final = 0.375
 """2 * sqrt(count + 3/8) has near-unit variance for Poisson counts, down to a few items."""
 
+_MIN_EVIDENCE: Final = 8.0
+"""Effective items a window needs before older data may be judged against it."""
+
 _DISPERSION_FLOOR: Final = 0.05
 """Regular arrivals have dispersion near 0; a floor keeps the tests from demanding the impossible."""
 _DISPERSION_CEILING: Final = 1e12
@@ -109,7 +112,7 @@ class ThroughputEstimator:
         >>> est.rate()
         10.0
         >>> est.eta(200)
-        9.0
+        10.0
 
     Args:
         threshold: how many standard deviations two windows must disagree by before the older data is
@@ -158,9 +161,9 @@ class ThroughputEstimator:
     def observe(self, now: float, done: int) -> None:
         """Record that ``done`` items were complete at time ``now``.
 
-        Never raises on odd input. A sample at the same time as the previous one is folded into the
-        next; time or ``done`` going backwards (a clock change, a counter reset) re-anchors without
-        forgetting the rates learned so far; non-finite times are ignored.
+        Never raises on odd input. A sample at the same time as the previous one adds its progress to
+        that sample's interval; time or ``done`` going backwards (a clock change, a counter reset)
+        re-anchors without forgetting the rates learned so far; non-finite times are ignored.
 
         Args:
             now: the caller's monotonic clock, in seconds.
@@ -173,16 +176,23 @@ class ThroughputEstimator:
             self._last_done = done
             return
         seconds = now - self._last_now
-        if seconds == 0.0:
-            return  # its progress, if any, is counted by the next sample that moves the clock
         items = done - self._last_done
-        self._last_now = now
         self._last_done = done
+        if seconds == 0.0:
+            if items > 0 and self._items:
+                # Done by the same instant as the previous sample: it belongs to that sample's interval.
+                self._items[-1] += items
+                self._last_progress = now
+                self._rate_cache = None
+            return
+        self._last_now = now
         if seconds < 0.0 or items < 0 or not math.isfinite(seconds):
-            # The interval means nothing. Predictions made on the old footing cannot be scored, and
-            # the "last completion" anchor must not sit in the future.
+            # The interval means nothing and is left out of the history. Predictions made on the old
+            # footing cannot be scored; the silence since the last completion restarts here, since
+            # the histogram has no record of the skipped time to measure it against.
             self._snapshot_count = 0
-            self._last_progress = min(self._last_progress, now)
+            self._last_progress = now
+            self._rate_cache = None
             return
         self._rate_cache = None
         if items:
@@ -364,9 +374,12 @@ class ThroughputEstimator:
             ):
                 break  # the bucket just added disagrees with everything newer
             chosen = rate
-            # Narrow the interval of rates consistent with every window so far.
-            # effective Poisson count per unit of rate, at the level matching the window's length
+            # Narrow the interval of rates consistent with every window so far, once the window holds
+            # enough evidence (items deflated by the dispersion) that a disagreement with it means
+            # something: two quiet samples in a steady job are luck, not a new regime.
             scale = seconds / dispersion[min(width.bit_length() - 1, _LEVELS - 1)]
+            if rate * scale < _MIN_EVIDENCE:
+                continue
             root = math.sqrt(rate * scale + _ANSCOMBE)
             if root > half:
                 low = max(low, ((root - half) ** 2 - _ANSCOMBE) / scale)

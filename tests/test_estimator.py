@@ -1,0 +1,386 @@
+"""ThroughputEstimator: exact on steady work, quick on real changes, calm on bursts, never NaN or inf."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import random
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobprogress import estimator as estimator_module
+from jobprogress.estimator import ThroughputEstimator
+
+MAX_COUNT = 2**63 - 1
+TICK = 0.5  # the reporter's sampling period
+
+
+def feed(
+    est: ThroughputEstimator, start: float, ticks: int, per_tick: float, done: int = 0
+) -> tuple[float, int]:
+    """Observe ``ticks`` samples at a steady ``per_tick`` items; returns the last (time, done)."""
+    now = start
+    carry = 0.0
+    for _ in range(ticks):
+        now += TICK
+        carry += per_tick
+        whole = int(carry)
+        carry -= whole
+        done += whole
+        est.observe(now, done)
+    return now, done
+
+
+def assert_sane(est: ThroughputEstimator, total: int) -> None:
+    rate = est.rate()
+    if rate is not None:
+        assert math.isfinite(rate)
+        assert rate >= 0.0
+    eta = est.eta(total)
+    if eta is not None:
+        assert math.isfinite(eta)
+        assert eta >= 0.0
+
+
+def state_bytes(est: ThroughputEstimator) -> int:
+    """The estimator's own footprint: the object plus every container and number it holds."""
+    size = sys.getsizeof(est)
+    for name in type(est).__slots__:
+        value = getattr(est, name)
+        if value is not None:
+            size += sys.getsizeof(value)
+    return size
+
+
+# --------------------------------------------------------------------------------------- steady work
+
+
+def test_docstring_example_holds() -> None:
+    failures, tried = doctest.testmod(estimator_module)
+    assert tried > 0
+    assert failures == 0
+
+
+def test_constant_rate_gives_exact_rate_and_eta() -> None:
+    est = ThroughputEstimator()
+    est.observe(100.0, 0)
+    _, done = feed(est, 100.0, 400, per_tick=4)  # 8 items/s for 200 s
+    assert done == 1600
+    assert est.rate() == 8.0
+    assert est.eta(2000) == 50.0
+    assert est.eta(1601) == 1 / 8
+
+
+def test_constant_rate_stays_exact_over_a_long_run() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    feed(est, 0.0, 20_000, per_tick=3)  # 6 items/s for almost three hours: buckets merge many times
+    assert est.rate() == 6.0
+    assert est.eta(60_000 + 600) == 100.0
+
+
+def test_slow_steady_items_give_the_right_rate() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    feed(est, 0.0, 2_000, per_tick=0.05)  # one item every 10 s
+    rate = est.rate()
+    assert rate is not None
+    assert rate == pytest.approx(0.1, rel=0.02)
+
+
+# ------------------------------------------------------------------------------------- None and zero
+
+
+def test_unknown_before_time_has_passed() -> None:
+    est = ThroughputEstimator()
+    assert est.rate() is None
+    assert est.eta(10) is None
+    est.observe(5.0, 0)
+    assert est.rate() is None
+    assert est.eta(10) is None
+    est.observe(5.0, 3)  # the clock has not moved: still no interval to measure over
+    assert est.rate() is None
+    assert est.eta(10) is None
+
+
+def test_no_progress_yet_is_rate_zero_and_no_eta() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    feed(est, 0.0, 10, per_tick=0)
+    assert est.rate() == 0.0
+    assert est.eta(10) is None
+
+
+def test_eta_is_zero_once_done_reaches_total() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    feed(est, 0.0, 20, per_tick=5)  # done == 100
+    assert est.eta(100) == 0.0
+    assert est.eta(50) == 0.0  # done > total
+    assert est.eta(0) == 0.0
+    fresh = ThroughputEstimator()
+    fresh.observe(0.0, 7)
+    assert fresh.eta(7) == 0.0  # known done, even before any rate
+
+
+# ---------------------------------------------------------------------------------------- robustness
+
+
+def test_progress_at_a_repeated_time_is_counted_with_the_next_sample() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    for second in range(1, 21):
+        est.observe(float(second), second * 10 - 5)
+        est.observe(float(second), second * 10)  # same time again, more progress
+    assert est.rate() == 10.0
+    assert est.eta(400) == 20.0
+
+
+def test_time_going_backwards_reanchors_and_keeps_the_rate() -> None:
+    est = ThroughputEstimator()
+    est.observe(1000.0, 0)
+    _, done = feed(est, 1000.0, 100, per_tick=5)  # 10/s
+    est.observe(3.0, done)  # the clock jumped back (say, a restored snapshot of a fake clock)
+    assert_sane(est, 10_000)
+    feed(est, 3.0, 100, per_tick=5, done=done)
+    assert est.rate() == 10.0
+
+
+def test_done_going_backwards_keeps_the_rate_and_uses_the_new_count() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    now, _ = feed(est, 0.0, 100, per_tick=5)  # 10/s, done == 500
+    est.observe(now + TICK, 20)  # set_done(20): a reset, not negative throughput
+    assert est.rate() == 10.0
+    assert est.eta(1020) == 100.0
+    feed(est, now + TICK, 40, per_tick=5, done=20)
+    assert est.rate() == 10.0
+    assert est.eta(1220) == 100.0
+
+
+def test_counts_near_the_top_of_int64() -> None:
+    est = ThroughputEstimator()
+    start = MAX_COUNT - 10**12
+    est.observe(0.0, start)
+    est.observe(1.0, start + 10**9)
+    est.observe(2.0, start + 2 * 10**9)
+    assert_sane(est, MAX_COUNT)
+    assert est.rate() == pytest.approx(1e9)
+    eta = est.eta(MAX_COUNT)
+    assert eta is not None
+    assert eta == pytest.approx((10**12 - 2 * 10**9) / 1e9)
+    est.observe(3.0, MAX_COUNT)
+    assert est.eta(MAX_COUNT) == 0.0
+    # the whole range in one step, and back to zero
+    huge = ThroughputEstimator()
+    huge.observe(0.0, 0)
+    huge.observe(1e-9, MAX_COUNT)
+    huge.observe(2e-9, 0)
+    assert_sane(huge, MAX_COUNT)
+
+
+def test_non_finite_times_are_ignored() -> None:
+    est = ThroughputEstimator()
+    est.observe(math.nan, 5)
+    est.observe(math.inf, 5)
+    assert est.rate() is None
+    est.observe(0.0, 0)
+    est.observe(1.0, 10)
+    est.observe(math.nan, 1000)
+    est.observe(-math.inf, 1000)
+    est.observe(2.0, 20)
+    assert est.rate() == 10.0
+
+
+@pytest.mark.parametrize("threshold", [0, -1.0, math.nan, math.inf])
+def test_threshold_must_be_a_positive_number(threshold: float) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        ThroughputEstimator(threshold=threshold)
+
+
+samples = st.lists(
+    st.tuples(
+        st.one_of(st.just(0.0), st.floats(-5.0, 50.0), st.floats(1e-9, 1e-6), st.just(math.nan)),
+        st.one_of(st.integers(-1000, 1000), st.integers(-MAX_COUNT, MAX_COUNT), st.just(0)),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    samples=samples,
+    start=st.floats(-1e9, 1e9),
+    total=st.integers(0, MAX_COUNT),
+    threshold=st.floats(0.5, 8.0),
+)
+def test_never_nan_inf_or_negative(
+    samples: list[tuple[float, int]], start: float, total: int, threshold: float
+) -> None:
+    est = ThroughputEstimator(threshold=threshold)
+    now, done = start, 0
+    for step, change in samples:
+        now = now + step if math.isfinite(step) else step
+        done = min(max(done + change, 0), MAX_COUNT)
+        est.observe(now, done)
+        assert_sane(est, total)
+        if not math.isfinite(now):
+            now = start
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), total=st.integers(1, 10**7))
+def test_random_bursty_runs_stay_sane(seed: int, total: int) -> None:
+    rng = random.Random(seed)
+    est = ThroughputEstimator()
+    now, done = 0.0, 0
+    est.observe(now, done)
+    for _ in range(600):
+        now += rng.choice([TICK, TICK, TICK, 0.0, 2.0, 1e-3])
+        roll = rng.random()
+        if roll < 0.05:
+            done += rng.randint(100, 10_000)  # a batch lands
+        elif roll < 0.07:
+            done = rng.randint(0, done)  # a reset
+        elif roll < 0.5:
+            done += rng.randint(0, 5)
+        est.observe(now, done)
+        assert_sane(est, total)
+
+
+# ---------------------------------------------------------------------------------------- bounded
+
+
+@pytest.mark.slow
+def test_state_stays_bounded_over_a_million_samples() -> None:
+    est = ThroughputEstimator()
+    observe = est.observe
+    rng = random.Random(9)
+    increments = [rng.randint(0, 20) for _ in range(1024)]
+    now, done = 0.0, 0
+    observe(now, done)
+    sizes = []
+    for index in range(1_000_000):
+        now += TICK
+        done += increments[index & 1023]
+        observe(now, done)
+        if index % 250_000 == 0:
+            sizes.append(state_bytes(est))
+    sizes.append(state_bytes(est))
+    assert len(est._spans) <= estimator_module._MAX_BUCKETS
+    assert len(est._items) == len(est._spans) == len(est._levels)
+    assert len(est._snapshots) == estimator_module._SNAPSHOTS * estimator_module._SNAPSHOT_WIDTH
+    assert max(sizes) < 2048
+    assert sizes[-1] <= sizes[1]  # no growth after the first quarter million
+    assert not hasattr(est, "__dict__")
+    rate = est.rate()
+    assert rate is not None
+    assert rate == pytest.approx(sum(increments) / 1024 / TICK, rel=0.05)
+
+
+# ------------------------------------------------------------------------------------- adaptation
+
+
+@pytest.mark.parametrize(("before", "after"), [(10.0, 40.0), (10.0, 2.5), (2.0, 20.0), (20.0, 5.0)])
+def test_adapts_to_a_lasting_change_within_a_few_samples(before: float, after: float) -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    now, done = feed(est, 0.0, 400, per_tick=before * TICK)  # 200 s at the old rate
+    assert est.rate() == pytest.approx(before)
+    now, done = feed(est, now, 10, per_tick=after * TICK, done=done)  # 5 s at the new rate
+    assert est.rate() == pytest.approx(after, rel=0.05)
+    eta = est.eta(done + 1000)
+    assert eta == pytest.approx(1000 / after, rel=0.05)
+    # and it keeps the new regime as more of it arrives
+    feed(est, now, 200, per_tick=after * TICK, done=done)
+    assert est.rate() == pytest.approx(after, rel=0.02)
+
+
+def poisson_counts(rng: random.Random, rate: float, ticks: int) -> list[int]:
+    out = []
+    for _ in range(ticks):
+        count, t = 0, rng.expovariate(rate)
+        while t < TICK:
+            count += 1
+            t += rng.expovariate(rate)
+        out.append(count)
+    return out
+
+
+def test_adapts_to_a_change_in_noisy_arrivals_within_a_bounded_number_of_samples() -> None:
+    rng = random.Random(42)
+    est = ThroughputEstimator()
+    now, done = 0.0, 0
+    est.observe(now, done)
+    for count in poisson_counts(rng, 10.0, 240):
+        now += TICK
+        done += count
+        est.observe(now, done)
+    for count in poisson_counts(rng, 40.0, 30):  # 15 s at four times the rate
+        now += TICK
+        done += count
+        est.observe(now, done)
+    assert est.rate() == pytest.approx(40.0, rel=0.2)
+
+
+def test_steady_poisson_arrivals_keep_a_long_window() -> None:
+    deviations = []
+    for seed in range(5):
+        rng = random.Random(seed)
+        est = ThroughputEstimator()
+        now, done = 0.0, 0
+        est.observe(now, done)
+        for index, count in enumerate(poisson_counts(rng, 10.0, 1200)):
+            now += TICK
+            done += count
+            est.observe(now, done)
+            if index > 120:  # after the first minute a short window's noise would show (~15% at 5 s)
+                rate = est.rate()
+                assert rate is not None
+                deviations.append(abs(rate / 10.0 - 1.0))
+    assert sum(deviations) / len(deviations) < 0.04
+    # a rare freak run of samples may pass for a change, but only rarely
+    assert sum(d > 0.15 for d in deviations) < 0.005 * len(deviations)
+
+
+def test_batches_are_not_mistaken_for_changes() -> None:
+    # 50 items land together every 5 s: 10 items/s on average, wildly uneven per sample
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    done = 0
+    worst = 0.0
+    for tick in range(1, 601):
+        now = tick * TICK
+        if tick % 10 == 0:
+            done += 50
+        est.observe(now, done)
+        if tick > 120:
+            rate = est.rate()
+            assert rate is not None
+            worst = max(worst, abs(rate / 10.0 - 1.0))
+    assert worst < 0.15
+
+
+def test_eta_counts_down_between_batches_and_holds_in_a_stall() -> None:
+    est = ThroughputEstimator()
+    est.observe(0.0, 0)
+    done = 0
+    for tick in range(1, 201):  # batches of 50 every 5 s
+        if tick % 10 == 0:
+            done += 50
+        est.observe(tick * TICK, done)
+    right_after = est.eta(2000)
+    assert right_after is not None
+    for tick in range(201, 209):  # 4 s into the next gap: the next batch is due in 1 s
+        est.observe(tick * TICK, done)
+    between = est.eta(2000)
+    assert between is not None
+    assert between == pytest.approx(right_after - 4.0, abs=1.0)
+    for tick in range(209, 400):  # a long stall: the ETA neither vanishes nor keeps falling
+        est.observe(tick * TICK, done)
+    stalled = est.eta(2000)
+    assert stalled is not None
+    assert stalled >= 0.5 * right_after
