@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -56,6 +57,16 @@ def next_seq(floor: int = 0) -> int:
     with _seq_lock:
         _last_seq = max(_last_seq + 1, time.time_ns() // 1000, floor + 1)
         return _last_seq
+
+
+def _reset_seq_lock_in_child() -> None:
+    # A fork while the parent's reporter held the lock would leave it locked forever in the child,
+    # whose new reporter would then hang at its first message. _last_seq carries over: seq keeps rising.
+    global _seq_lock
+    _seq_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_seq_lock_in_child)
 
 
 class Slot:
@@ -327,10 +338,11 @@ class Reporter:
                     self._forced_done = forced
                     self._forced_cond.notify_all()
 
-    def _forced_pass(self, deadline: float) -> None:
+    def _forced_pass(self, deadline: float) -> bool:
+        """Have every tracker sampled and its newest state queued; False if that missed the deadline."""
         if not self._threaded or self._thread is None or not self._thread.is_alive():
             self.run_pass(force=True)
-            return
+            return True
         with self._forced_cond:
             self._forced_requested += 1
             wanted = self._forced_requested
@@ -338,8 +350,9 @@ class Reporter:
             while self._forced_done < wanted:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
-                    return
+                    return False
                 self._forced_cond.wait(remaining)
+        return True
 
     # -- flush and shutdown ----------------------------------------------------------------------
 
@@ -351,8 +364,8 @@ class Reporter:
         if not self.mailboxes:
             return True
         deadline = self._clock() + max(timeout, 0.0)
-        self._forced_pass(deadline)
-        empty = True
+        # Empty mailboxes prove nothing if the newest states never reached them.
+        empty = self._forced_pass(deadline)
         for mailbox in self.mailboxes:
             if mailbox.wait_empty(deadline, skip_failed=at_exit):
                 mailbox.sink_flush(max(deadline - self._clock(), 0.0))
