@@ -380,7 +380,9 @@ def test_row20_payload_limit_has_a_hard_ceiling_of_4096() -> None:
 def test_row20_drop_mode_drops_counts_and_warns_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(_runtime, "_warned", set())  # warn-once is per process; start this test afresh
+    # Warn-once and the drop count are per process: start this test afresh and leave them as they were.
+    monkeypatch.setattr(_runtime, "_warned", set())
+    monkeypatch.setattr(_runtime, "_payload_drops", 0)
     caplog.set_level(logging.WARNING, logger="jobprogress")
     jp.configure(on_oversize="drop")
     dropped_before = jp.stats()["payload_dropped"]

@@ -1,0 +1,431 @@
+"""The core SDK across processes: fork, multiprocessing and interpreter exit (RELIABILITY.md rows 15, 33-35).
+
+A process's memory is gone when it ends, so children deliver through sinks the parent can read after
+them: ``stdout://`` (the child's stdout, captured by ``subprocess``) or the test ``jsonl://`` file sink
+(``tests/_core_faults.py``), which appends with ``O_APPEND`` and so survives ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+
+import pytest
+
+import jobprogress as jp
+from _core_faults import final_heartbeat, install, parse_lines, progress_of, read_jsonl, release_all, scripted
+from jobprogress import _plugins, _runtime
+from jobprogress.envelope import Heartbeat
+
+# Python 3.12+ warns when a process with threads forks; forking under running threads is the point here.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:This process:DeprecationWarning"),
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+]
+
+CHILD_TIMEOUT = 30.0
+
+
+@pytest.fixture(autouse=True)
+def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    install(monkeypatch)
+    yield
+    release_all()
+    jp.shutdown(1.0)
+    _plugins.reset()
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """The environment of a child Python: this one without JOBPROGRESS_*, plus ``settings``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("JOBPROGRESS_")}
+    env["JOBPROGRESS_LOAD_PLUGINS"] = ""  # no entry-point plugins: only the built-ins under test
+    if importlib.util.find_spec("jobprogress.sinks.sql") is None:  # a checkout mid-way through its sinks
+        env["JOBPROGRESS_DISABLED_PLUGINS"] = "jobprogress.sinks.sql"
+    env.update({f"JOBPROGRESS_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def run_python(source: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        env=child_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+
+
+# -- row 15: fork while the sender is busy ---------------------------------------------------------
+
+
+def _forked_child(index: int, parent_reporter: object) -> int:
+    """Runs in the forked child: one job through a fresh reporter. Returns the exit code to use."""
+    if _runtime._reporter is not None:
+        return 3  # the parent's reporter was not set aside
+    with jp.track(f"child-{index}", unit="rows") as tracker:
+        tracker.advance(5)
+    if _runtime.reporter() is parent_reporter:
+        return 4
+    if not jp.flush(3.0):
+        return 5
+    mine = scripted("r15")  # this process's own sink, created fresh by the child's reporter
+    if {m.job_id for m in mine.delivered} != {f"child-{index}"}:
+        return 6  # the child sent something of the parent's
+    if final_heartbeat(mine.delivered, f"child-{index}").status != "succeeded":
+        return 7
+    jp.shutdown(1.0)
+    return 0
+
+
+def test_row15_200_forks_during_sends_no_deadlock_and_no_resend() -> None:
+    jp.configure(sinks=["scripted://r15"], interval=0.002, keepalive=0.01)
+    parent_sink = scripted("r15")
+    parent_sink.delay = 0.0005  # the sender is inside send() most of the time
+    parent_sink.record = False
+    stop = threading.Event()
+
+    def churn() -> None:  # keeps the reporter building messages and the sender sending
+        count = 0
+        while not stop.is_set():
+            with jp.track(f"parent-{count % 50}", unit="rows") as tracker:
+                for _ in range(200):
+                    tracker.advance()
+            count += 1
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    assert parent_sink.sending.wait(5.0)
+    parent_reporter = _runtime.reporter()
+    outcomes: dict[int, int | str] = {}
+    running: dict[int, tuple[int, float]] = {}
+    launched = 0
+    try:
+        while launched < 200 or running:
+            while launched < 200 and len(running) < 4:
+                pid = os.fork()
+                if pid == 0:  # the child: never return into pytest
+                    code = 9
+                    try:
+                        code = _forked_child(launched, parent_reporter)
+                    finally:
+                        os._exit(code)
+                running[pid] = (launched, time.monotonic())
+                launched += 1
+            for pid, (index, started) in list(running.items()):
+                finished, status = os.waitpid(pid, os.WNOHANG)
+                if finished:
+                    outcomes[index] = os.waitstatus_to_exitcode(status)
+                    del running[pid]
+                elif time.monotonic() - started > 10.0:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    outcomes[index] = "deadlocked"
+                    del running[pid]
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        worker.join()
+        for pid in running:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    failed = {index: outcome for index, outcome in outcomes.items() if outcome != 0}
+    assert len(outcomes) == 200
+    assert not failed, f"children failed (3 reporter kept, 5 flush, 6 resent the parent's): {failed}"
+    assert parent_sink.sends > 0
+    assert jp.flush(5.0)  # the parent carries on unharmed
+
+
+# -- row 33: a subprocess ends normally, by sys.exit, or by an uncaught exception ------------------
+
+EXITS = {
+    "normal": ("pass", 0, "succeeded", None),
+    "sys-exit-0": ("sys.exit(0)", 0, "succeeded", None),
+    "sys-exit-3": ("sys.exit(3)", 3, "failed", "SystemExit: 3"),
+    "uncaught": ("raise ValueError('boom in the child')", 1, "failed", "ValueError: boom in the child"),
+    "ctrl-c": ("raise KeyboardInterrupt", -signal.SIGINT, "cancelled", "KeyboardInterrupt"),
+}
+
+
+@pytest.mark.parametrize(("action", "exit_code", "status", "error"), EXITS.values(), ids=EXITS.keys())
+def test_row33_subprocess_final_status_is_delivered_at_exit(
+    action: str, exit_code: int, status: str, error: str | None
+) -> None:
+    started = time.monotonic()
+    result = run_python(
+        f"""
+        import sys
+        import jobprogress as jp
+
+        with jp.track("sub-job", unit="rows", total=3, kind="parse") as tracker:
+            tracker.advance(3)
+            {action}
+        """,
+        sinks="stdout://",
+        interval="60",  # nothing is due before exit: only the exit path can deliver the final state
+        keepalive="60",
+    )
+    assert time.monotonic() - started < 15.0
+    assert result.returncode == exit_code, result.stderr
+    messages = parse_lines(result.stdout)
+    final = final_heartbeat(messages, "sub-job")
+    assert final.status == status
+    assert final.error == error
+    assert final.kind == "parse"
+    assert progress_of(messages, "sub-job")[-1][1] == 3
+    if exit_code in (0, 3):
+        assert "Traceback" not in result.stderr
+
+
+def test_row33_open_tracker_at_exit_delivers_its_newest_count() -> None:
+    result = run_python(
+        """
+        import jobprogress as jp
+
+        tracker = jp.track("left-open", unit="files", total=10).start()
+        tracker.advance(7)
+        """,
+        sinks="stdout://",
+        interval="60",
+        keepalive="60",
+    )
+    assert result.returncode == 0, result.stderr
+    messages = parse_lines(result.stdout)
+    assert final_heartbeat(messages, "left-open").status == "running"
+    assert progress_of(messages, "left-open")[-1][1] == 7
+
+
+HUNG_SINK_CHILD = """
+import sys, threading, time
+import jobprogress as jp
+from jobprogress import _plugins
+from jobprogress.hookspecs import hookimpl
+
+class HungSink:
+    def __init__(self, url):
+        pass
+    def send(self, messages):
+        threading.Event().wait()
+    def flush(self, timeout):
+        return True
+    def close(self, timeout):
+        pass
+
+@hookimpl
+def jobprogress_register_sinks(register):
+    register("hung", HungSink)
+
+_plugins.BUILTIN_PLUGINS = ("jobprogress.sinks.stdout", "__main__")
+jp.configure(sinks=["hung://", "stdout://"], exit_timeout=0.5)
+with jp.track("hung-exit") as tracker:
+    tracker.advance()
+time.sleep(0.2)  # the hung sink is now stuck in send()
+print("block-left", time.monotonic(), flush=True)
+"""
+
+
+def test_row33_exit_with_a_hung_sink_is_bounded_by_exit_timeout() -> None:
+    result = run_python(HUNG_SINK_CHILD)
+    assert result.returncode == 0, result.stderr
+    left_at = float(
+        next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("block-left"))
+    )
+    # The exit took at most exit_timeout (plus interpreter teardown) after the block, and the healthy
+    # sink still got the final state: a hung sink never delays another.
+    assert time.monotonic() - left_at < 0.5 + 1.5
+    assert final_heartbeat(parse_lines(result.stdout), "hung-exit").status == "succeeded"
+
+
+# -- row 34: fork-context multiprocessing children and SIGTERM -------------------------------------
+
+
+def _job_returns(job: str) -> None:
+    with jp.track(job, unit="rows", total=3) as tracker:
+        tracker.advance(3)
+
+
+def _job_raises(job: str) -> None:
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(1)
+        raise ValueError("child failed")
+
+
+def _job_exits(job: str) -> None:
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(2)
+        sys.exit(5)
+
+
+def _job_shuts_down_then_waits(job: str, ready: EventType) -> None:
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(2)
+    jp.shutdown(2.0)
+    ready.set()
+    time.sleep(60)  # terminated here
+
+
+def _job_turns_sigterm_into_exit(job: str, ready: EventType) -> None:
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(4)
+        ready.set()
+        time.sleep(60)  # terminated here
+
+
+def _pool_job(index: int) -> int:
+    with jp.track(f"pool-{index}", unit="rows") as tracker:
+        tracker.advance(index)
+    return index
+
+
+@pytest.fixture
+def out_file(tmp_path: Path) -> Path:
+    path = tmp_path / "progress.jsonl"
+    jp.configure(sinks=[f"jsonl://{path}"], interval=60.0, keepalive=60.0)
+    return path
+
+
+FORK_EXITS = {
+    "returns": (_job_returns, 0, "succeeded", None, 3),
+    "raises": (_job_raises, 1, "failed", "ValueError: child failed", 1),
+    "sys-exit": (_job_exits, 5, "failed", "SystemExit: 5", 2),
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "exit_code", "status", "error", "done"), FORK_EXITS.values(), ids=FORK_EXITS.keys()
+)
+def test_row34_fork_child_exit_delivers_through_multiprocessing_finalizers(
+    out_file: Path, target: object, exit_code: int, status: str, error: str | None, done: int
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with jp.track("parent-job", unit="rows") as parent:  # the parent's reporter runs during the fork
+        parent.advance(11)
+        child = context.Process(target=target, args=("fork-job",))
+        child.start()
+        child.join(CHILD_TIMEOUT)
+    assert child.exitcode == exit_code
+    jp.flush(2.0)
+    messages = read_jsonl(out_file)
+    final = final_heartbeat(messages, "fork-job")  # the child never flushed: its finalizer did
+    assert final.status == status
+    assert final.error == error
+    assert progress_of(messages, "fork-job")[-1][1] == done
+    parent_worker = parent.worker_id
+    # The child never sent the parent's job (inherited as running) under any worker id.
+    assert {m.worker_id for m in messages if m.job_id == "parent-job"} == {parent_worker}
+    assert final.worker_id != parent_worker
+
+
+def test_row34_pool_workers_deliver_every_final_state(out_file: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        assert sorted(pool.map(_pool_job, range(10))) == list(range(10))
+        pool.close()
+        pool.join()  # workers exit normally: their multiprocessing finalizers deliver
+    messages = read_jsonl(out_file)
+    for index in range(10):
+        assert final_heartbeat(messages, f"pool-{index}").status == "succeeded"
+        assert progress_of(messages, f"pool-{index}")[-1][1] == index
+
+
+@pytest.mark.parametrize(
+    ("target", "exit_code", "status", "error", "done"),
+    [
+        pytest.param(
+            _job_shuts_down_then_waits, -signal.SIGTERM, "succeeded", None, 2, id="shutdown-then-sigterm"
+        ),
+        pytest.param(
+            _job_turns_sigterm_into_exit, 143, "failed", "SystemExit: 143", 4, id="sigterm-raises-exit"
+        ),
+    ],
+)
+def test_row34_sigterm_after_shutdown_or_handled_keeps_the_final_state(
+    out_file: Path, target: object, exit_code: int, status: str, error: str | None, done: int
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    child = context.Process(target=target, args=("term-job", ready))
+    child.start()
+    try:
+        assert ready.wait(CHILD_TIMEOUT)
+        child.terminate()
+        child.join(CHILD_TIMEOUT)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    assert child.exitcode == exit_code
+    messages = read_jsonl(out_file)
+    final = final_heartbeat(messages, "term-job")
+    assert final.status == status
+    assert final.error == error
+    assert progress_of(messages, "term-job")[-1][1] == done
+
+
+# -- row 35: a custom sink that raises, seen from outside the process ------------------------------
+
+FLAKY_SINK_CHILD = """
+import time
+import jobprogress as jp
+from jobprogress import _mailbox, _plugins
+from jobprogress.hookspecs import hookimpl
+
+class FlakySink:
+    def __init__(self, url):
+        self.calls = 0
+    def send(self, messages):
+        self.calls += 1
+        if self.calls <= 3:
+            raise RuntimeError(f"flaky sink bug #{self.calls}")
+        for message in messages:
+            print(message.model_dump_json(), flush=True)
+    def flush(self, timeout):
+        return True
+    def close(self, timeout):
+        pass
+
+@hookimpl
+def jobprogress_register_sinks(register):
+    register("flaky", FlakySink)
+
+_plugins.BUILTIN_PLUGINS = ("__main__",)
+_mailbox.BACKOFF_BASE = 0.01  # three retries in tens of milliseconds instead of seven seconds
+jp.configure(sinks=["flaky://"], interval=0.01)
+with jp.track("flaky-a") as tracker:
+    tracker.advance(1)
+deadline = time.monotonic() + 10
+while jp.stats()["sinks"]["flaky://"]["sent"] == 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+with jp.track("flaky-b") as tracker:
+    tracker.advance(2)
+"""
+
+
+def test_row35_raising_custom_sink_prints_no_traceback_and_keeps_delivering() -> None:
+    result = run_python(FLAKY_SINK_CHILD)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    # One line for the failure kind (logged once), none for the two repeats.
+    assert result.stderr.count("flaky sink bug") == 1, result.stderr
+    messages = parse_lines(result.stdout)
+    for job, done in (("flaky-a", 1), ("flaky-b", 2)):
+        final = final_heartbeat(messages, job)
+        assert isinstance(final, Heartbeat)
+        assert final.status == "succeeded"
+        assert progress_of(messages, job)[-1][1] == done
