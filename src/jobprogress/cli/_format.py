@@ -56,11 +56,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 def state_of(view: JobView | WorkerView) -> str:
     """The word shown for a job or worker: ``lost`` or ``stalled`` when a running one is judged so."""
-    if view.status == "running" and view.lost:
-        return "lost"
-    if view.status == "running" and view.stalled:
-        return "stalled"
-    return scrub(view.status)
+    status = view.status
+    if status == "running":
+        return "lost" if view.lost else "stalled" if view.stalled else status
+    return status if status in _RANK else scrub(status)
 
 
 def parse_states(values: Iterable[str]) -> frozenset[str]:
@@ -283,9 +282,10 @@ def workers_cell(view: JobView) -> str:
     """``3``, or ``3 (1 lost)`` when some workers need attention."""
     trouble: dict[str, int] = {}
     for worker in view.workers:
-        state = state_of(worker)
-        if state in ACTIONABLE:
-            trouble[state] = trouble.get(state, 0) + 1
+        if worker.status != "succeeded":  # the common case, answered without a call
+            state = state_of(worker)
+            if state in ACTIONABLE:
+                trouble[state] = trouble.get(state, 0) + 1
     text = str(len(view.workers))
     if trouble and len(view.workers) > 1:
         text += " (" + ", ".join(f"{count} {state}" for state, count in trouble.items()) + ")"

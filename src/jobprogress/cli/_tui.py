@@ -35,11 +35,11 @@ __all__ = ["JobsApp"]
 
 _COLUMNS: Final = (
     ("job", "Job", None),
-    ("kind", "Kind", None),
+    ("kind", "Kind", 11),
     ("status", "Status", 9),
-    ("progress", "Progress", 56),
-    ("workers", "Workers", 16),
-    ("updated", "Updated", 10),
+    ("progress", "Progress", 44),
+    ("workers", "Workers", 10),
+    ("updated", "Updated", 8),
 )
 """Key, label and width of each column; None fits the content (measured once, when a row is added)."""
 
