@@ -7,7 +7,6 @@ latest-wins mailboxes, the HTTP sink, and stub servers or the real collector on 
 from __future__ import annotations
 
 import email.utils
-import importlib.util
 import itertools
 import json
 import logging
@@ -45,8 +44,6 @@ POSTGRES_URL = os.environ.get("JOBPROGRESS_TEST_POSTGRES_URL")
 @pytest.fixture(autouse=True)
 def _http_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("JOBPROGRESS_HTTP_TOKEN", TOKEN)
-    if importlib.util.find_spec("jobprogress.sinks.sql") is None:  # pragma: no cover - until it lands
-        monkeypatch.setenv("JOBPROGRESS_DISABLED_PLUGINS", "jobprogress.sinks.sql")
     yield
     jp.shutdown(2.0)
 

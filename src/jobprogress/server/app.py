@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
 from urllib.parse import parse_qsl
 
+import anyio
 from pydantic import Field, TypeAdapter, ValidationError
 
 from jobprogress._validate import MAX_ID_LENGTH
@@ -28,6 +29,7 @@ from jobprogress._version import __version__
 from jobprogress.envelope import Heartbeat, Message, ProgressUpdate
 from jobprogress.errors import ConfigurationError, MissingExtraError
 from jobprogress.server._body import BodyError, content_encoding, declared_length, read_bounded
+from jobprogress.server._coalesce import WriteCoalescer
 from jobprogress.server.openapi import JOB_FILTERS, openapi_document
 from jobprogress.server.runner import CREDENTIAL_QUERY_NAMES
 
@@ -378,6 +380,7 @@ class _Collector:
         self.openapi = _json_bytes(openapi_document(max_body=max_body, max_batch=max_batch))
         self.log_once = _LogOnce()
         self.accepted = 0
+        self.coalescer = WriteCoalescer(writer.write)
 
     async def _body(self, request: Request) -> bytes:
         try:
@@ -396,7 +399,7 @@ class _Collector:
     async def _write(self, messages: list[Heartbeat | ProgressUpdate]) -> Response:
         if messages:
             try:
-                await run_in_threadpool(self.writer.write, messages)
+                await self.coalescer.write(messages)
             except Exception as exc:
                 # The store retries nothing itself: ask the worker to, after a pause.
                 self.log_once(
@@ -568,7 +571,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(collector.coalescer.run)
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             for resource in (collector.writer, collector.reader):
                 try:
