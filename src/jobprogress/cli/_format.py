@@ -45,8 +45,11 @@ STATE_WORDS: Final = (*ACTIONABLE, "running", *READY)
 """Every word the views show for a job or a worker."""
 _STATE_ALIASES: Final = {"actionable": ACTIONABLE, "ready": READY}
 
-# Sort rank of each state; a status word from a newer writer sorts with the running jobs.
-_RANK: Final = {state: rank for rank, state in enumerate(STATE_WORDS)}
+# Sort rank of each state (the ready ones share theirs); a newer writer's status sorts with running.
+_RANK: Final = {
+    **{state: rank for rank, state in enumerate((*ACTIONABLE, "running"))},
+    **dict.fromkeys(READY, len(ACTIONABLE) + 1),
+}
 _RUNNING_RANK: Final = _RANK["running"]
 
 _ERROR_IN_LINE: Final = 72
