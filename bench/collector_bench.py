@@ -7,7 +7,7 @@ ingested per second (all workers, wall clock from the common start to the last r
 request latency, then checks through the read API that every row landed.
 
     python bench/collector_bench.py                      # SQLite, plus Postgres when configured
-    JOBPROGRESS_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test python bench/collector_bench.py
+    python bench/collector_bench.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Target on a 2-core machine: >= 5,000 messages/s batched.
 """
