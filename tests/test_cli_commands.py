@@ -218,7 +218,16 @@ def test_serve_passes_options_through(runner: CliRunner, monkeypatch: pytest.Mon
     )
     assert result.exit_code == 0, result.output
     assert calls == [
-        ("sqlite:///x.db", {"host": "127.0.0.1", "port": 9999, "token_file": "tok", "limit_concurrency": 5})
+        (
+            "sqlite:///x.db",
+            {
+                "host": "127.0.0.1",
+                "port": 9999,
+                "token_file": "tok",
+                "limit_concurrency": 5,
+                "stall_after": 30.0,
+            },
+        )
     ]
 
 

@@ -228,18 +228,14 @@ def serve(
     try:
         from jobprogress.server import serve as run_server
     except ImportError as exc:
-        raise click.ClickException(f"the collector needs the server extra: {exc}") from None
+        raise click.ClickException(scrub(str(exc))) from None
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "token_file": token_file,
         "limit_concurrency": limit_concurrency,
+        "stall_after": stall_after,  # the collector's Jobs API judges liveness too
     }
-    import inspect
-
-    # The collector's Jobs API judges liveness too; pass --stall-after where it takes it.
-    if "stall_after" in inspect.signature(run_server).parameters:
-        options["stall_after"] = stall_after
     try:
         run_server(db_url, **options)
     except JobProgressError as exc:
