@@ -89,14 +89,32 @@ class _JobsTable(DataTable[Text]):
         self.refresh()
 
 
+# Columns with few distinct values (kind, status, workers, updated): their Text objects are shared, since
+# a DataTable only reads its cells. Over 10,000 rows this saves most of the allocations of a refresh.
+_SHARED_COLUMNS: Final = frozenset({1, 2, 4, 5})
+_SHARED_TEXTS_MAX: Final = 4096
+_shared_texts: dict[tuple[int, str], Text] = {}
+
+
 def _cell_text(column: int, job_id: str, cells: Cells) -> Text:
     """The Text of one cell (built only for cells that are new or changed)."""
     if column == 0:
         return _JobCell(cells[0], job_id)
+    value = cells[column]
+    if column in _SHARED_COLUMNS:
+        shared = _shared_texts.get((column, value))
+        if shared is not None:
+            return shared
     if column == 2:
-        return state_text(cells[2])
-    style = "dim" if column == 5 else "red" if column == 3 and cells[2] == "failed" else ""
-    return Text(cells[column], style=style, end="", no_wrap=True, overflow="ellipsis")
+        text = state_text(value)
+    else:
+        style = "dim" if column == 5 else "red" if column == 3 and cells[2] == "failed" else ""
+        text = Text(value, style=style, end="", no_wrap=True, overflow="ellipsis")
+    if column in _SHARED_COLUMNS:
+        if len(_shared_texts) >= _SHARED_TEXTS_MAX:
+            _shared_texts.clear()
+        _shared_texts[(column, value)] = text
+    return text
 
 
 def _utcnow() -> datetime:
