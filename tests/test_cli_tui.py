@@ -157,6 +157,12 @@ async def test_a_failing_source_is_shown_and_the_last_list_kept() -> None:
         jobs.error = None
         await refreshed(pilot, app)
         assert "disk I/O error" not in rendered(app, "#summary")
+        jobs.views = None  # type: ignore[assignment]  # any unexpected failure is shown the same way
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "refresh failed: TypeError" in rendered(app, "#summary"))
+        jobs.views = three_jobs()
+        await refreshed(pilot, app)  # and the next refresh still runs
+        assert "refresh failed" not in rendered(app, "#summary")
 
 
 async def test_hostile_strings_show_literally_in_the_app() -> None:

@@ -235,14 +235,17 @@ class JobsApp(App[None]):
         started = time.perf_counter()
         try:
             views = list(self._fetch())
+            now = self._clock()
+            cells = {view.job_id: job_row(view, now) for view in views}
+            summary = summary_line(views)
+            if self._banner is not None:
+                summary += f" · {scrub(self._banner())}"
         except SourceError as exc:
             self.call_from_thread(self._apply_error, str(exc))
             return
-        now = self._clock()
-        cells = {view.job_id: job_row(view, now) for view in views}
-        summary = summary_line(views)
-        if self._banner is not None:
-            summary += f" · {scrub(self._banner())}"
+        except Exception as exc:  # a live view keeps refreshing: show the error instead of freezing
+            self.call_from_thread(self._apply_error, f"refresh failed: {type(exc).__name__}: {exc}")
+            return
         elapsed = time.perf_counter() - started
         self.call_from_thread(self._apply, views, cells, summary, now, elapsed)
 
