@@ -261,3 +261,38 @@ def test_importing_the_cli_package_imports_no_extra() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.postgres
+def test_jobs_from_postgres(runner: CliRunner) -> None:
+    import os
+    import uuid
+
+    base = os.environ.get("JOBPROGRESS_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("set JOBPROGRESS_TEST_POSTGRES_URL to run the Postgres tests")
+    import sqlalchemy
+
+    schema = f"cli_{uuid.uuid4().hex[:12]}"  # a schema of its own, so parallel runs never collide
+    admin = sqlalchemy.create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+        separator = "&" if "?" in base else "?"
+        url = f"{base}{separator}options=-csearch_path%3D{schema}"
+        fill_store(url)
+        code, out, _ = invoke(runner, "jobs", "--db", url, "--json", "--status", "actionable")
+        assert code == 0
+        assert {item["job_id"] for item in json.loads(out)} == {
+            "backtest-bad",
+            HOSTILE_ID,
+            "schema-lost",
+            "scan-stalled",
+        }
+        code, out, _ = invoke(runner, "show", "--db", url, "scan-src")
+        assert code == 0
+        assert "workers (2)" in out
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -48,7 +48,7 @@ def _store_options(func: _F, *, stall_after: float = DEFAULT_STALL_AFTER) -> _F:
         show_default=True,
         show_envvar=True,
         metavar="URL",
-        help="Database to read (sqlite:///…, duckdb:///…, postgresql+psycopg://…).",
+        help="Progress database (sqlite:///…, duckdb:///…, postgresql+psycopg://…).",
     )(func)
 
 
@@ -115,7 +115,9 @@ def cli() -> None:
 @_store_options
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs (JobView fields).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many jobs.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Show at most this many jobs."
+)
 def jobs(
     db_url: str,
     stall_after: float,
