@@ -6,8 +6,8 @@ slow down, stall, finish items in batches, or hit a few very slow items. The est
 three parts, each answering one question:
 
 1. **How much history describes the current regime?** Samples go into an exponential histogram: buckets
-   of 1, 2, 4, ... samples, at most two per size, so the last hour fits in ~25 buckets and everything
-   older is summed into one. :meth:`_adaptive_rate` walks the buckets from the newest and keeps
+   of 1, 2, 4, ... samples, at most two per size, so the last ~17 minutes of half-second samples fit
+   in 21 buckets and everything older is summed into one. The estimator walks them from the newest, and keeps
    extending the window while the older data agrees with the newer (change detection in the spirit of
    ADWIN): each longer window's rate must fall inside the confidence interval of every shorter one, and
    each newly added bucket must agree with them too. Agreement is judged by a variance-stabilised
@@ -20,11 +20,13 @@ three parts, each answering one question:
    cannot hide itself by inflating the noise estimate, while recurring bursts quickly do raise it.
 3. **Has following changes actually paid off for this job?** Whether a recent change will persist is
    not knowable from one change alone: a slow-down may last (a job's second half is harder) or revert
-   (the rate oscillates, or switches back and forth). So the estimator keeps a few snapshots of what
-   several predictors said (the adaptive rate, the whole-run rate, and the rates over the last quarter
-   and sixteenth of the run), scores each prediction once the next half of the run's elapsed time has
-   been observed, and reports the predictor with the lowest recent error (the adaptive one unless
-   another has clearly predicted better).
+   (the rate oscillates, or switches back and forth), and a steady rise calls for shorter windows than
+   any single test justifies. So the estimator keeps a few snapshots of what several predictors said
+   (the adaptive rate, the whole-run rate, and the rates over the last quarter and sixteenth of the
+   run), and scores each prediction once the next half of the run's elapsed time has been observed.
+   The adaptive rate stands unless another predictor has predicted better; then that one is blended
+   in, with a weight that grows with how many standard errors its advantage amounts to (a paired
+   comparison of errors, as in the Diebold-Mariano test), so a lucky score or two cannot take over.
 
 Finally the ETA is measured from the last completion rather than from the last sample: after a batch
 lands, the next one is expected one batch interval later, so the time since the last completion counts
@@ -75,6 +77,8 @@ _SNAPSHOT_WIDTH: Final = 6
 """Per snapshot: time, items done, and the four predictors' rates."""
 _RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
 """Besides the adaptive rate: the whole run, its last quarter and its last sixteenth."""
+_CONFIDENT: Final = 1.0
+"""Standard errors of advantage at which another predictor fully replaces the adaptive one."""
 _MIN_SCORED: Final = 3.0
 """Scored snapshots needed before another predictor may replace the adaptive one: one lucky score won't."""
 _LOSS_KEEP: Final = 1.0 - 1.0 / 16
@@ -88,7 +92,8 @@ _DEV: Final = 0
 _MASS: Final = _LEVELS
 _MERGES: Final = 2 * _LEVELS
 _LOSS: Final = 3 * _LEVELS
-_SCORED: Final = _LOSS + _PREDICTORS
+_GAIN2: Final = _LOSS + _PREDICTORS
+_SCORED: Final = _GAIN2 + _PREDICTORS - 1
 _GAP_SUM: Final = _SCORED + 1
 _GAP_WEIGHT: Final = _GAP_SUM + 1
 _SUMS: Final = _GAP_WEIGHT + 1
@@ -129,6 +134,7 @@ class ThroughputEstimator:
         "_rate_cache",
         "_samples_since_snapshot",
         "_snapshot_count",
+        "_snapshot_head",
         "_snapshots",
         "_spans",
         "_start",
@@ -145,9 +151,10 @@ class ThroughputEstimator:
         self._items = array("d")
         self._levels = bytearray()
         # Running sums, in one array to keep the object small; see the offsets _DEV ... _GAP_WEIGHT.
-        self._sums = array("d", bytes(8 * _SUMS))
+        self._sums = array("d", (0.0,)) * _SUMS
         # Snapshot ring (newest last once full): time, done, then one rate per predictor.
-        self._snapshots = array("d", bytes(8 * _SNAPSHOTS * _SNAPSHOT_WIDTH))
+        self._snapshots = array("d", (0.0,)) * (_SNAPSHOTS * _SNAPSHOT_WIDTH)
+        self._snapshot_head = 0  # the oldest entry
         self._snapshot_count = 0
         self._samples_since_snapshot = 0
         self._start: float | None = None
@@ -190,7 +197,7 @@ class ThroughputEstimator:
             # The interval means nothing and is left out of the history. Predictions made on the old
             # footing cannot be scored; the silence since the last completion restarts here, since
             # the histogram has no record of the skipped time to measure it against.
-            self._snapshot_count = 0
+            self._snapshot_count = self._snapshot_head = 0
             self._last_progress = now
             self._rate_cache = None
             return
@@ -206,12 +213,12 @@ class ThroughputEstimator:
         self._push(seconds, float(items))
         self._samples_since_snapshot += 1
         count = self._snapshot_count
-        if not count or (
-            self._samples_since_snapshot >= _MIN_SNAPSHOT_SAMPLES
-            and now - self._snapshots[(count - 1) * _SNAPSHOT_WIDTH]
-            >= _SNAPSHOT_SPACING * (now - self._start)
-        ):
+        if not count:
             self._snapshot(now, done)
+        elif self._samples_since_snapshot >= _MIN_SNAPSHOT_SAMPLES:
+            newest = (self._snapshot_head + count - 1) % _SNAPSHOTS * _SNAPSHOT_WIDTH
+            if now - self._snapshots[newest] >= _SNAPSHOT_SPACING * (now - self._start):
+                self._snapshot(now, done)
 
     def _push(self, seconds: float, items: float) -> None:
         """Append one sample as a bucket and merge equal-size buckets so at most two of each remain."""
@@ -278,18 +285,22 @@ class ThroughputEstimator:
             return  # nothing has completed yet: no predictor has anything to say
         ring = self._snapshots
         if self._snapshot_count == _SNAPSHOTS:
-            then, done_then = ring[0], ring[1]
-            horizon, realised = now - then, done - done_then
+            # The ring is full: score its oldest entry, then overwrite it with this one.
+            oldest = self._snapshot_head * _SNAPSHOT_WIDTH
+            horizon, realised = now - ring[oldest], done - ring[oldest + 1]
             if horizon > 0.0 and realised >= 0:
-                # squared log error of each predicted item count (+1 keeps empty horizons finite)
                 sums = self._sums
-                for index in range(_PREDICTORS):
-                    error = _log_error(ring[2 + index] * horizon, realised)
+                adaptive = _log_error(ring[oldest + 2] * horizon, realised)
+                sums[_LOSS] = sums[_LOSS] * _LOSS_KEEP + adaptive
+                for index in range(1, _PREDICTORS):
+                    error = _log_error(ring[oldest + 2 + index] * horizon, realised)
                     sums[_LOSS + index] = sums[_LOSS + index] * _LOSS_KEEP + error
+                    gain = adaptive - error
+                    sums[_GAIN2 + index - 1] = sums[_GAIN2 + index - 1] * _LOSS_KEEP + gain * gain
                 sums[_SCORED] = sums[_SCORED] * _LOSS_KEEP + 1.0
-            ring[:-_SNAPSHOT_WIDTH] = ring[_SNAPSHOT_WIDTH:]  # drop the oldest, keep the size
+            self._snapshot_head = (self._snapshot_head + 1) % _SNAPSHOTS
             self._snapshot_count -= 1
-        base = self._snapshot_count * _SNAPSHOT_WIDTH
+        base = (self._snapshot_head + self._snapshot_count) % _SNAPSHOTS * _SNAPSHOT_WIDTH
         ring[base] = now
         ring[base + 1] = float(done)
         for index, predicted in enumerate(predictions):
@@ -312,12 +323,26 @@ class ThroughputEstimator:
             return None
         age = self._silence(self._last_now)
         # The predictor with the lowest recent error; the adaptive one unless another did strictly better.
-        losses = self._sums[_LOSS : _LOSS + _PREDICTORS]
-        best = 0
-        for index in range(1, _PREDICTORS if self._sums[_SCORED] >= _MIN_SCORED else 1):
-            if losses[index] < losses[best]:
-                best = index
-        rate = self._adaptive_rate(age) if best == 0 else self._recent_rate(_RECENT_FRACTIONS[best - 1], age)
+        rate = self._adaptive_rate(age)
+        # Blend in the predictor that has beaten the adaptive one by the widest margin, weighted by
+        # how sure that is: its mean advantage over the scored snapshots in standard errors (a paired
+        # comparison of errors, as in the Diebold-Mariano test), reaching full weight at _CONFIDENT.
+        sums = self._sums
+        scored = sums[_SCORED]
+        best, best_gain, weight = 0, 0.0, 0.0
+        for index in range(1, _PREDICTORS if scored >= _MIN_SCORED else 1):
+            gain = (sums[_LOSS] - sums[_LOSS + index]) / scored
+            if gain > best_gain:
+                spread = math.sqrt(max(sums[_GAIN2 + index - 1] / scored - gain * gain, 0.0))
+                confidence = gain * math.sqrt(scored) / spread if spread > 0.0 else math.inf
+                best, best_gain, weight = index, gain, min(confidence / _CONFIDENT, 1.0)
+        if best:
+            other = self._recent_rate(_RECENT_FRACTIONS[best - 1], age)
+            if weight >= 1.0 or not rate:
+                rate = other
+            elif other > 0.0:
+                # geometric blend: a rate half-way between 5/s and 20/s is 10/s, symmetric in ratio
+                rate = math.exp((1.0 - weight) * math.log(rate) + weight * math.log(other))
         if not math.isfinite(rate):
             return None
         self._rate_cache = rate
