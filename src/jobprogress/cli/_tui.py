@@ -356,9 +356,7 @@ class JobsApp(App[None]):
                 self._detail_view = None
                 detail.update(Text("no job selected", style="dim"))
             return
-        # "ago" times move every second, so re-render while the job runs; a finished one only on change.
-        if view == self._detail_view and view.status != "running":
-            return
+        # Re-rendered on every refresh, even when the job did not change: its "ago" times did.
         self._detail_view = view
         detail.update(job_detail(view, self._refreshed_at or self._clock()))
 
