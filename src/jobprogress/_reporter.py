@@ -168,6 +168,7 @@ class Reporter:
         self._sample_period = min(settings.interval, MAX_SAMPLE_PERIOD)
         self._slots: dict[int, Slot] = {}
         self._incoming: deque[tuple[Tracker, int]] = deque()
+        self._sinkless: dict[int, Tracker] = {}
         self._pass_lock = threading.RLock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,11 +183,19 @@ class Reporter:
 
     def register(self, tracker: Tracker, seq_floor: int = 0) -> None:
         """A tracker started: report it at once."""
+        if not self.mailboxes:
+            # Nothing samples or sends without a sink, so queueing every start would grow forever:
+            # remember only the running trackers, for configure() to hand to new sinks.
+            self._sinkless[id(tracker)] = tracker
+            return
         self._incoming.append((tracker, seq_floor))
         self._kick()
 
     def notify(self, tracker: Tracker) -> None:
         """A tracker changed status: report it at once."""
+        if not self.mailboxes:
+            self._sinkless.pop(id(tracker), None)
+            return
         self._incoming.append((tracker, 0))
         self._kick()
 
@@ -386,7 +395,8 @@ class Reporter:
         return delivered
 
     def live_trackers(self) -> list[Tracker]:
-        return [slot.tracker for slot in list(self._slots.values()) if slot.tracker._status == "running"]
+        trackers = [slot.tracker for slot in list(self._slots.values())] + list(self._sinkless.values())
+        return [tracker for tracker in trackers if tracker._status == "running"]
 
     def stats(self) -> dict[str, Any]:
         return {
