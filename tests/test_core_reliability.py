@@ -89,6 +89,13 @@ def test_row01_sink_refusing_keeps_latest_state_and_delivers_it_after_recovery(f
     assert first.done == 100_000
     assert second.done == 200_000
 
+    def finals_attempted() -> bool:
+        tried = {
+            (m.job_id, m.status.value) for _, ms in sink.attempts for m in ms if isinstance(m, Heartbeat)
+        }
+        return {("row1-a", "succeeded"), ("row1-b", "succeeded")} <= tried
+
+    wait_for(finals_attempted, what="the final states to be queued and refused")
     # Still down: only the newest state of each job waits (2 jobs -> at most 2 x 2 messages).
     stats = sink_stats("r1")
     assert sink.delivered == []
@@ -168,6 +175,31 @@ def test_row03_memory_flat_over_1m_advance_calls(sink_state: str) -> None:
     assert sum(t.done for t in trackers) == 2_000_000
     assert growth < 1_000_000, f"memory grew by {growth} bytes over 1M advance() calls"
     assert sink_stats("r3")["pending"] <= 2 * len(trackers)  # latest-wins: one state per job
+
+
+def test_row03_without_a_sink_memory_is_bounded_by_live_jobs() -> None:
+    jp.configure(sinks=[])
+    carried = jp.track("row3-carried", unit="rows").start()
+    for i in range(2000):  # warm up
+        with jp.track(f"row3-none-{i}") as tracker:
+            tracker.advance()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100_000):
+            with jp.track(f"row3-none-{i}") as tracker:
+                tracker.advance()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < 100_000, f"memory grew by {growth} bytes over 100,000 finished jobs"
+    # The one job still running is handed to the sinks configured later.
+    carried.advance(3)
+    jp.configure(sinks=["scripted://r3late"])
+    carried.finish()
+    assert jp.flush(2.0)
+    assert final_heartbeat(scripted("r3late").delivered, "row3-carried").status == "succeeded"
+    assert progress_of(scripted("r3late").delivered, "row3-carried")[-1][1] == 3
 
 
 def test_row03_slow_sink_gets_at_most_one_send_per_job_per_interval() -> None:
