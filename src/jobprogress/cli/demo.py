@@ -18,6 +18,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import sysconfig
 import threading
@@ -273,6 +274,8 @@ _TASKS: Final[dict[str, Callable[[WorkerSpec, Any], None]]] = {
 
 def worker_main(spec: WorkerSpec) -> None:
     """Entry point of one worker process."""
+    # Ctrl+C reaches the whole process group: the parent alone handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if spec.quiet:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
@@ -531,14 +534,13 @@ def run_demo(
     root = Path(path) if path else Path(sysconfig.get_paths()["stdlib"])
     specs = plan(root, db_url, duration=duration, stall_after=stall_after, quiet=tui)
     run = DemoRun(specs, _context())
-    if not tui:
-        jobs = len({spec.job_id for spec in specs})
-        print(
-            f"jobprogress demo: {len(specs)} worker processes, {jobs} jobs, reading {root}",
-            file=out,
-            flush=True,
-        )
+    jobs = len({spec.job_id for spec in specs})
+    print(
+        f"jobprogress demo: {len(specs)} worker processes, {jobs} jobs, reading {root}", file=out, flush=True
+    )
     run.start()
+    views: list[JobView] = []
+    completed = False
     try:
         source = _wait_for_store(db_url, stall_after, run)
         with source:
@@ -550,12 +552,14 @@ def run_demo(
                 _print_plain(run, source, out)
             views = source.jobs()
         completed = run.alive() == 0
+    except KeyboardInterrupt:
+        pass  # Ctrl+C: stop the workers and say so, without a traceback
     finally:
         run.stop()
     from rich.console import Console
 
     console = Console(file=out, markup=False, emoji=False, highlight=False)
-    if not tui:
+    if not tui and views:
         from datetime import datetime, timezone
 
         from ._render import jobs_table
