@@ -152,6 +152,15 @@ def sqlite_path(url: URL) -> str | None:
     return database
 
 
+def database_file(url: URL) -> str | None:
+    """The file of a SQLite or DuckDB URL; None for in-memory databases and servers."""
+    if url.drivername.startswith("sqlite"):
+        return sqlite_path(url)
+    if url.drivername.startswith("duckdb") and url.database and url.database != ":memory:":
+        return url.database
+    return None
+
+
 def check_sqlite_file(url: URL, *, must_exist: bool) -> None:
     """Check a SQLite file without opening it: the directory exists, the file is a SQLite database.
 
@@ -258,7 +267,7 @@ def _create_engine(url: URL, backend: Backend, settings: EngineSettings, *, read
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
                 if not memory:
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                    _enable_wal(cursor, settings.busy_timeout)
                     cursor.execute("PRAGMA synchronous = NORMAL")
                     cursor.execute(f"PRAGMA journal_size_limit = {WAL_CAP_BYTES}")
             finally:
@@ -316,6 +325,31 @@ def _create_engine(url: URL, backend: Backend, settings: EngineSettings, *, read
         poolclass=NullPool,
         connect_args={"read_only": True} if read_only else {},
     )
+
+
+def _enable_wal(cursor: Any, timeout: float) -> None:
+    """Switch a database to WAL (persistent, so usually a no-op read).
+
+    Changing the journal mode needs an exclusive lock and, on a fresh file that several processes
+    open at once, answers "database is locked" without consulting the busy handler: retry it here,
+    for up to ``timeout`` seconds, as busy_timeout would.
+    """
+    import sqlite3
+    import time
+
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 @contextmanager

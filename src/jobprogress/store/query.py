@@ -25,6 +25,7 @@ from jobprogress.store._engine import (
     backend_of,
     check_sqlite_file,
     connect,
+    database_file,
     describe_error,
     now_sql,
     parse_url,
@@ -304,8 +305,8 @@ class ProgressStore:
         if self._backend == "sqlite":
             check_sqlite_file(self._url, must_exist=True)
         elif self._backend == "duckdb":
-            path = self._url.database
-            if path and path != ":memory:" and not os.path.exists(path):
+            path = database_file(self._url)
+            if path is not None and not os.path.exists(path):
                 raise StoreError(f"DuckDB database {path!r} does not exist")
 
     def _run(self, statement: Select[Any]) -> list[JobView]:
@@ -325,7 +326,7 @@ class ProgressStore:
                 else:
                     now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
                 params = {"store_now": now, "cutoff": now - self._stall_after}
-                rows = connection.execute(statement, params).tuples().all()
+                rows = connection.execute(statement, params).all()
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:

@@ -31,6 +31,7 @@ from ._engine import (
     backend_of,
     check_sqlite_file,
     connect,
+    database_file,
     describe_error,
     now_sql,
     parse_url,
@@ -361,7 +362,7 @@ class StoreWriter:
         from sqlalchemy import inspect, select
         from sqlalchemy.exc import SQLAlchemyError
 
-        path = sqlite_path(self._url) if self._backend == "sqlite" else None
+        path = database_file(self._url)
         if path is not None and not os.path.exists(path):
             return None
         table = self._tables.progress
