@@ -77,6 +77,8 @@ _SNAPSHOT_WIDTH: Final = 6
 """Per snapshot: time, items done, and the four predictors' rates."""
 _RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
 """Besides the adaptive rate: the whole run, its last quarter and its last sixteenth."""
+_MIN_GAIN: Final = math.log(1.1) ** 2
+"""An advantage in mean squared log error below that of a 10% miss is a tie (won by the adaptive rate)."""
 _CONFIDENT: Final = 1.0
 """Standard errors of advantage at which another predictor fully replaces the adaptive one."""
 _MIN_SCORED: Final = 3.0
@@ -329,7 +331,7 @@ class ThroughputEstimator:
         # comparison of errors, as in the Diebold-Mariano test), reaching full weight at _CONFIDENT.
         sums = self._sums
         scored = sums[_SCORED]
-        best, best_gain, weight = 0, 0.0, 0.0
+        best, best_gain, weight = 0, _MIN_GAIN, 0.0
         for index in range(1, _PREDICTORS if scored >= _MIN_SCORED else 1):
             gain = (sums[_LOSS] - sums[_LOSS + index]) / scored
             if gain > best_gain:
