@@ -163,4 +163,5 @@ def serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=15,  # longer than the http sink keeps idle connections (4 s)
     )

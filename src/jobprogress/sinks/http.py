@@ -234,7 +234,9 @@ class HttpSink:
                     verify=self.verify,
                     follow_redirects=False,
                     trust_env=False,  # a proxy from the environment would see the bearer token
-                    limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                    # Idle connections are dropped before the collector's keep-alive timeout (15 s in
+                    # serve(), uvicorn's default 5 s), so a send never races the server closing one.
+                    limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=4.0),
                 )
                 self._client_pid = pid
             return self._client
