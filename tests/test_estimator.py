@@ -182,6 +182,14 @@ def test_counts_near_the_top_of_int64() -> None:
     assert_sane(huge, MAX_COUNT)
 
 
+def test_absurd_clock_values_do_not_break_it() -> None:
+    est = ThroughputEstimator()
+    for now, done in [(0.0, 0), (1e300, 10), (1.7e308, 20), (1.79e308, 30), (5.0, 40), (5.5, 50)]:
+        est.observe(now, done)
+        assert_sane(est, 100)
+    assert est.eta(50) == 0.0
+
+
 def test_non_finite_times_are_ignored() -> None:
     est = ThroughputEstimator()
     est.observe(math.nan, 5)
@@ -203,7 +211,13 @@ def test_threshold_must_be_a_positive_number(threshold: float) -> None:
 
 samples = st.lists(
     st.tuples(
-        st.one_of(st.just(0.0), st.floats(-5.0, 50.0), st.floats(1e-9, 1e-6), st.just(math.nan)),
+        st.one_of(
+            st.just(0.0),
+            st.floats(-5.0, 50.0),
+            st.floats(1e-9, 1e-6),
+            st.floats(1e100, 1e308),
+            st.just(math.nan),
+        ),
         st.one_of(st.integers(-1000, 1000), st.integers(-MAX_COUNT, MAX_COUNT), st.just(0)),
     ),
     max_size=120,
