@@ -432,6 +432,17 @@ def _by_worker(row: Sequence[Any]) -> str:
     return str(row[5])
 
 
+_EPOCH: Final = datetime.fromtimestamp(0, _UTC)
+
+
+def _recency(worker: WorkerView) -> tuple[datetime, int]:
+    return worker.seen_at or _EPOCH, worker.seq or 0
+
+
+def _failure_recency(worker: WorkerView) -> tuple[datetime, int]:
+    return worker.progressed_at or _EPOCH, worker.seq or 0
+
+
 def aggregate(job_id: str, status: str, lost: bool, stalled: bool, workers: list[WorkerView]) -> JobView:
     """Fold one job's worker rows into a :class:`JobView` (rules in :mod:`jobprogress.store.views`).
 
@@ -465,14 +476,12 @@ def aggregate(job_id: str, status: str, lost: bool, stalled: bool, workers: list
     failed = [worker for worker in workers if worker.status == "failed"]
     error = None
     if failed:
-        latest = max(failed, key=lambda worker: worker.progressed_at or datetime.min.replace(tzinfo=_UTC))
+        latest = max(failed, key=_failure_recency)
         error = latest.error
     with_payload = [worker for worker in workers if worker.payload is not None]
     payload = None
     if with_payload:
-        payload = max(
-            with_payload, key=lambda worker: worker.seen_at or datetime.min.replace(tzinfo=_UTC)
-        ).payload
+        payload = max(with_payload, key=_recency).payload
     kinds = [worker.kind for worker in workers if worker.kind is not None]
     stamps = [worker.updated_at for worker in workers if worker.updated_at is not None]
     return trusted(
