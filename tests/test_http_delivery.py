@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 from collections import Counter
@@ -215,6 +216,55 @@ def test_row6_client_errors_are_not_retried_logged_once_and_counted(
     warnings = [r for r in caplog.records if "not retried" in r.getMessage()]
     assert len(warnings) == 1
     assert TOKEN not in caplog.text
+
+
+# -- row 28: a burst beyond the collector's concurrency limit --------------------------------------
+
+
+class _GatedWriter:
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.messages: list = []
+
+    def write(self, messages) -> None:
+        assert self.gate.wait(10)
+        self.messages.extend(messages)
+
+    def close(self) -> None:
+        pass
+
+
+class _NoJobs:
+    def jobs(self, **_: object) -> list:
+        return []
+
+    def job(self, job_id: str) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_row28_the_sdk_honours_503_retry_after_from_a_busy_collector() -> None:
+    writer = _GatedWriter()
+    app = create_app(token=TOKEN, writer=writer, reader=_NoJobs(), max_in_flight=2)
+    counters = app.state.collector.counters
+    with running_app(app) as url:
+        # five sinks (distinct URLs, one collector) post at once: two get in, three are refused
+        jp.configure(sinks=[f"{url}?timeout={5 + i}" for i in range(5)], interval=0.05, keepalive=5)
+        with jp.track("row28", unit="rows") as tracker:
+            tracker.advance()
+        assert wait_for(lambda: counters.refused_busy >= 3, timeout=10)
+        refused_at = time.monotonic()
+        writer.gate.set()
+        assert _delivered(10.0)
+        delivered_in = time.monotonic() - refused_at
+        stats = jp.stats()["sinks"]
+    assert counters.refused_busy == 3  # each refused sink waited, then got in on its next attempt
+    assert sum(sink["failures"] for sink in stats.values()) == 3
+    assert delivered_in >= 0.9  # Retry-After: 1 (the gate opened right away; only the pause delays them)
+    assert {m.job_id for m in writer.messages} == {"row28"}
+    assert sum(1 for m in writer.messages if m.type == "heartbeat" and m.status.value == "succeeded") == 5
 
 
 # -- many worker processes through the collector ---------------------------------------------------

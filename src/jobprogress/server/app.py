@@ -9,6 +9,7 @@ hand them to the store on a worker thread so the event loop never blocks on the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_IN_FLIGHT",
+    "CollectorCounters",
     "JobReader",
     "MessageWriter",
     "create_app",
@@ -214,6 +216,18 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclasses.dataclass
+class CollectorCounters:
+    """What a collector has done since it started (``app.state.collector.counters``)."""
+
+    accepted: int = 0
+    """Messages written to the store."""
+    refused_busy: int = 0
+    """Requests answered 503 because too many were in flight."""
+    store_failures: int = 0
+    """Requests answered 503 because the store failed."""
+
+
 class _InFlightLimit:
     """Answers 503 with Retry-After once ``limit`` requests are being served (``/healthz`` exempt).
 
@@ -221,18 +235,18 @@ class _InFlightLimit:
     connections too, so this is the limit clients see; uvicorn's is a backstop set higher.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, counters: CollectorCounters) -> None:
         self.app = app
         self.limit = limit
+        self.counters = counters
         self.in_flight = 0  # one event loop: no lock needed
-        self.refused = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == "/healthz":
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
-            self.refused += 1
+            self.counters.refused_busy += 1
             await _send_json(
                 send,
                 503,
@@ -379,7 +393,7 @@ class _Collector:
         )
         self.openapi = _json_bytes(openapi_document(max_body=max_body, max_batch=max_batch))
         self.log_once = _LogOnce()
-        self.accepted = 0
+        self.counters = CollectorCounters()
         self.coalescer = WriteCoalescer(writer.write)
 
     async def _body(self, request: Request) -> bytes:
@@ -402,6 +416,7 @@ class _Collector:
                 await self.coalescer.write(messages)
             except Exception as exc:
                 # The store retries nothing itself: ask the worker to, after a pause.
+                self.counters.store_failures += 1
                 self.log_once(
                     f"write:{type(exc).__name__}",
                     "writing %d message(s) to the store failed, answering 503: %s: %s",
@@ -414,7 +429,7 @@ class _Collector:
                     status_code=503,
                     headers={"Retry-After": str(DB_RETRY_AFTER)},
                 )
-        self.accepted += len(messages)
+        self.counters.accepted += len(messages)
         return JSONResponse({"accepted": len(messages)})
 
     async def heartbeat(self, request: Request) -> Response:
@@ -597,6 +612,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(_BearerAuth, token=token.strip())
-    app.add_middleware(_InFlightLimit, limit=max_in_flight)
+    app.add_middleware(_InFlightLimit, limit=max_in_flight, counters=collector.counters)
     app.state.collector = collector
     return app
