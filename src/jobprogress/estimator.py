@@ -1,40 +1,42 @@
 """ThroughputEstimator: rate and ETA from (time, items done) samples, on a clock the caller injects.
 
 The reporter samples every live tracker a couple of times a second and feeds the samples here; the rate
-and ETA it reads back travel in progress messages. Throughput in real jobs is rarely steady: jobs warm up,
-slow down, stall, finish items in batches, or hit a few very slow items. The estimator is built from
-three parts, each answering one question:
+and ETA it reads back travel in progress messages. Throughput in real jobs is rarely steady: jobs warm
+up, slow down, stall, finish items in batches, or hit a few very slow items. The estimator is built
+from three parts, each answering one question:
 
-1. **How much history describes the current regime?** Samples go into an exponential histogram: buckets
-   of 1, 2, 4, ... samples, at most two per size, so the last ~17 minutes of half-second samples fit
-   in 21 buckets and everything older is summed into one. The estimator walks them from the newest, and keeps
-   extending the window while the older data agrees with the newer (change detection in the spirit of
-   ADWIN): each longer window's rate must fall inside the confidence interval of every shorter one, and
-   each newly added bucket must agree with them too. Agreement is judged by a variance-stabilised
-   Poisson test (Anscombe's square root), so a handful of items in a short window cannot fake a change.
+1. **How much history describes the current regime?** Samples go into an exponential histogram:
+   buckets of 1, 2, 4, ... samples, at most two per size, so the last ~17 minutes of half-second
+   samples fit in 21 buckets and everything older is summed into one. The estimator walks them from
+   the newest and keeps extending the window while the older data agrees with the newer (change
+   detection in the spirit of ADWIN): each longer window's rate must fall inside the confidence
+   interval of every shorter one, and each newly added bucket must agree with them too. Agreement is
+   judged by a variance-stabilised Poisson test (Anscombe's square root) on effective item counts,
+   so a handful of items in a short window cannot fake a change.
 2. **How noisy is this job at each time scale?** Items often complete in bursts or batches, or with a
    few slow stragglers, which is far noisier than Poisson. Every time two buckets merge, the squared
-   difference of their rates is an Allan-variance sample for that time scale; their running mean gives a
-   dispersion index (variance / mean) per scale, and the tests above deflate their evidence by it. One
-   outlying sample can raise a scale's index only a bounded amount, so a single genuine change in rate
-   cannot hide itself by inflating the noise estimate, while recurring bursts quickly do raise it.
+   difference of their rates is an Allan-variance sample for that time scale; their running mean
+   gives a dispersion index (variance / mean) per scale, and the tests above deflate their evidence
+   by it. One outlying sample can raise a scale's index only a bounded amount, so a single genuine
+   change in rate cannot hide itself by inflating the noise estimate, while recurring bursts do.
 3. **Has following changes actually paid off for this job?** Whether a recent change will persist is
    not knowable from one change alone: a slow-down may last (a job's second half is harder) or revert
-   (the rate oscillates, or switches back and forth), and a steady rise calls for shorter windows than
-   any single test justifies. So the estimator keeps a few snapshots of what several predictors said
-   (the adaptive rate, the whole-run rate, and the rates over the last quarter and sixteenth of the
-   run), and scores each prediction once the next half of the run's elapsed time has been observed.
-   The adaptive rate stands unless another predictor has predicted better; then that one is blended
-   in, with a weight that grows with how many standard errors its advantage amounts to (a paired
-   comparison of errors, as in the Diebold-Mariano test), so a lucky score or two cannot take over.
+   (the rate oscillates, or switches back and forth), and a steady rise calls for shorter windows
+   than any single test justifies. So the estimator keeps a few snapshots of what several predictors
+   said (the adaptive rate, the whole-run rate, and the rates over the last quarter and sixteenth of
+   the run), and scores each prediction once the next half of the run's elapsed time has been
+   observed. The adaptive rate stands unless another predictor has predicted better; then that one is
+   blended in, with a weight that grows with how many standard errors its advantage amounts to (a
+   paired comparison of errors, as in the Diebold-Mariano test), so a lucky score cannot take over.
 
 Finally the ETA is measured from the last completion rather than from the last sample: after a batch
-lands, the next one is expected one batch interval later, so the time since the last completion counts
-down the ETA, up to the usual gap between completions (beyond that, the job is stalled and the ETA
-holds at what the recent rate implies instead of falling to zero).
+lands, the next one is expected one batch interval later, so the time since the last completion
+counts down the ETA, up to the usual gap between completions (beyond that, the job is stalled and the
+ETA holds at what the recent rate implies instead of falling to zero).
 
-All state is a few small fixed-size arrays (about 1.5 KB); :meth:`~ThroughputEstimator.observe` costs a
-few microseconds. There is no clock and no thread here, so it runs the same on a simulated clock.
+All state is a few small arrays of bounded size (under 2 KB in all, by ``sys.getsizeof``);
+:meth:`~ThroughputEstimator.observe` costs a few microseconds. There is no clock and no thread here,
+so it runs the same on a simulated clock.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ _DISPERSION_CAP: Final = 5.0
 _SNAPSHOTS: Final = 8
 """Predictions are scored when the 9th newer snapshot is taken, i.e. after ~half the elapsed time."""
 _SNAPSHOT_SPACING: Final = 1.0 / 16
-"""Snapshots are taken every 1/16 of the elapsed time, and at least every few samples apart."""
+"""Snapshots are taken every 1/16 of the elapsed time since the first sample."""
 _MIN_SNAPSHOT_SAMPLES: Final = 2
+"""Samples between snapshots at least (early on, 1/16 of the elapsed time is less than one sample)."""
 _SNAPSHOT_WIDTH: Final = 6
 """Per snapshot: time, items done, and the four predictors' rates."""
 _RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
@@ -154,7 +157,7 @@ class ThroughputEstimator:
         self._levels = bytearray()
         # Running sums, in one array to keep the object small; see the offsets _DEV ... _GAP_WEIGHT.
         self._sums = array("d", (0.0,)) * _SUMS
-        # Snapshot ring (newest last once full): time, done, then one rate per predictor.
+        # Snapshot ring, oldest entry at _snapshot_head: time, done, then one rate per predictor.
         self._snapshots = array("d", (0.0,)) * (_SNAPSHOTS * _SNAPSHOT_WIDTH)
         self._snapshot_head = 0  # the oldest entry
         self._snapshot_count = 0
@@ -313,7 +316,11 @@ class ThroughputEstimator:
     # ---------------------------------------------------------------------------------------- output
 
     def rate(self) -> float | None:
-        """Current throughput in items per second.
+        """Throughput in items per second: the rate the ETA assumes for the rest of the work.
+
+        Mostly the current regime's rate; where the job's history shows that another horizon has
+        predicted its progress better (say, the whole run, for a rate that keeps swinging back and
+        forth), partly or wholly that horizon's rate.
 
         Returns:
             ``None`` until two samples with different times have been observed, then the rate
@@ -324,7 +331,6 @@ class ThroughputEstimator:
         if not self._spans:
             return None
         age = self._silence(self._last_now)
-        # The predictor with the lowest recent error; the adaptive one unless another did strictly better.
         rate = self._adaptive_rate(age)
         # Blend in the predictor that has beaten the adaptive one by the widest margin, weighted by
         # how sure that is: its mean advantage over the scored snapshots in standard errors (a paired
@@ -369,8 +375,8 @@ class ThroughputEstimator:
         # the usual gap between completions is a stall, and a stall does not bring the end closer.
         weight = self._sums[_GAP_WEIGHT]
         usual_gap = self._sums[_GAP_SUM] / weight if weight else 0.0
-        elapsed = min(self._silence(self._last_now), usual_gap, _MIN_ETA_SHARE * from_last_completion)
-        seconds = from_last_completion - elapsed
+        counted_down = min(self._silence(self._last_now), usual_gap, _MIN_ETA_SHARE * from_last_completion)
+        seconds = from_last_completion - counted_down
         return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
 
     # ------------------------------------------------------------------------------------ predictors
