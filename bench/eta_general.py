@@ -8,8 +8,8 @@ slow and very fast jobs. Item counts vary per workload (the harness reads the mo
 very fast job still spans enough ticks to be scored.
 
 Run from the project root, in the venv (tqdm and rich installed):
-    python bench/eta_general.py            # the extra workloads
-    python bench/eta_general.py --shared   # the shared bench's five workloads as well
+    python bench/eta_general.py                # the shared bench's five workloads, then the extra ones
+    python bench/eta_general.py --extra-only   # only the extra workloads
 
 It prints the mean absolute percentage error (MAPE, lower is better) per workload and estimator, the
 means, the ratio of jobprogress's mean to tqdm's, and the ticks on which an estimator had no ETA.
@@ -184,9 +184,9 @@ def run(workloads: dict[str, Workload]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", action="store_true", help="also score the shared bench's workloads")
+    parser.add_argument("--extra-only", action="store_true", help="skip the shared bench's workloads")
     args = parser.parse_args()
-    if args.shared:
+    if not args.extra_only:
         print("shared workloads (../shared/bench/eta_accuracy.py)")
         run(dict(harness.WORKLOADS))
         print()
