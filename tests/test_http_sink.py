@@ -307,3 +307,42 @@ def test_a_forked_child_builds_its_own_client(token_env: str, make_sink) -> None
         assert sink._client is parent_client
     jobs = [parse_messages(request.body)[0].job_id for request in stub.requests]
     assert jobs == ["parent", "child", "parent-again"]
+
+
+# -- optional dependencies -------------------------------------------------------------------------
+
+_IMPORT_CHECK = """
+import sys
+for name in sys.argv[1:]:
+    sys.modules[name] = None  # as if the extra were not installed
+import jobprogress, jobprogress.sinks.http, jobprogress.server
+heavy = [m for m in ("httpx", "starlette", "uvicorn", "sqlalchemy") if sys.modules.get(m) is not None]
+assert not heavy, heavy
+from jobprogress.errors import MissingExtraError
+from jobprogress.sinks.http import HttpSink
+try:
+    HttpSink("http://127.0.0.1:8787")
+except MissingExtraError as exc:
+    print("sink:", exc)
+try:
+    from jobprogress.server import create_app
+except MissingExtraError as exc:
+    print("server:", exc)
+"""
+
+
+def test_importing_the_modules_loads_no_extra_and_a_missing_extra_is_a_kind_error() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_CHECK, "httpx", "starlette"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sink: the http:// sink needs the 'httpx' package" in done.stdout
+    assert "pip install 'jobprogress[http]'" in done.stdout
+    assert "server: the collector (jobprogress serve) needs the 'starlette' package" in done.stdout
+    assert "pip install 'jobprogress[server]'" in done.stdout

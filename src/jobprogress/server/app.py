@@ -42,7 +42,9 @@ try:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError("the collector (jobprogress serve)", "server", exc.name or "starlette") from exc
+    raise MissingExtraError(
+        "the collector (jobprogress serve)", "server", (exc.name or "starlette").split(".")[0]
+    ) from exc
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send

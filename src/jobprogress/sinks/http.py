@@ -119,7 +119,9 @@ class HttpSink:
 
     Args:
         url: ``http://`` or ``https://`` base URL of the collector, with optional query parameters
-            ``timeout`` (seconds for the whole request, default 10), ``connect_timeout`` (default 5),
+            ``timeout`` (seconds any one network step may take - sending the body, waiting for the
+            reply - and the deadline for reading the reply's body; default 10), ``connect_timeout``
+            (default 5),
             ``token_env`` (environment variable holding the bearer token, default
             ``JOBPROGRESS_HTTP_TOKEN``) and ``verify`` (``true``, ``false`` or a CA bundle path).
 
