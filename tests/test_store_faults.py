@@ -229,7 +229,8 @@ def test_row16_postgres_connections_dropped_mid_run_reconnect(store_target: Stor
 def test_row16_tracker_final_state_lands_after_connections_drop(store_target: StoreTarget) -> None:
     import sqlalchemy as sa
 
-    jp.configure(sinks=[store_target.url], interval=0.05)
+    application = f"jp-row16-{os.getpid()}-{time.monotonic_ns()}"
+    jp.configure(sinks=[f"{store_target.url}&application_name={application}"], interval=0.05)
     with jp.track("pg-run", unit="rows", total=10, worker_id="pg-worker") as tracker:
         tracker.advance(5)
         assert jp.flush(timeout=5.0)
@@ -237,11 +238,9 @@ def test_row16_tracker_final_state_lands_after_connections_drop(store_target: St
         with admin.connect() as connection:
             killed = connection.execute(
                 sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE pid <> pg_backend_pid() AND datname = current_database() "
-                    "AND application_name = '' AND backend_type = 'client backend' "
-                    "AND state = 'idle' AND query LIKE '%cf_job_progress%'"
-                )
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
+                ),
+                {"name": application},
             ).all()
         assert killed  # the sink's pooled connection is gone, as after a restart
         tracker.advance(5)

@@ -288,6 +288,8 @@ def _create_engine(url: URL, backend: Backend, settings: EngineSettings, *, read
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))
+        if "application_name" not in url.query:
+            connect_args["application_name"] = "jobprogress"  # visible in pg_stat_activity
         user_options = str(url.query.get("options", ""))
         timeouts = {
             "statement_timeout": int(settings.statement_timeout * 1000),
