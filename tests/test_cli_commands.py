@@ -296,3 +296,67 @@ def test_jobs_from_postgres(runner: CliRunner) -> None:
         with admin.begin() as connection:
             connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_page_holds_every_actionable_job_and_the_newest(store_url: str) -> None:
+    from jobprogress.cli._source import JobSource
+
+    actionable = {"backtest-bad", HOSTILE_ID, "schema-lost", "scan-stalled"}
+    with JobSource(store_url) as source:
+        views, truncated = source.page(size=2)
+        assert truncated
+        ids = [view.job_id for view in views]
+        assert actionable <= set(ids)
+        assert len(ids) <= len(actionable) + 2
+        assert set(ids[: len(actionable)]) == actionable  # and they come first
+        views, truncated = source.page(size=100)
+        assert not truncated
+        assert len(views) == 8
+        views, _ = source.page(size=100, states={"running"}, kinds={"parse"})
+        assert {view.job_id for view in views} == {"parse-rows", "parse-bytes"}
+
+
+def test_jobs_table_caps_its_rows_and_says_so(
+    runner: CliRunner, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobprogress.cli import _commands
+
+    monkeypatch.setattr(_commands, "TABLE_ROWS", 3)
+    code, out, _ = invoke(runner, "jobs", "--db", store_url)
+    assert code == 0
+    assert "8 jobs: 2 failed, 1 lost, 1 stalled, 3 running, 1 ready" in out  # counts cover every job
+    assert "the first 3 shown" in out
+    assert "backtest-ok" not in out
+    code, out, _ = invoke(runner, "jobs", "--db", store_url, "--json")
+    assert len(json.loads(out)) == 8  # --json is never capped
+
+
+@pytest.mark.parametrize(
+    ("options", "expected", "banner"),
+    [
+        ([], 8, ""),
+        (["--page", "1"], 4, "newest 1 and every actionable job shown (--all for all)"),
+        (["--page", "1", "--all"], 8, ""),
+        (["--status", "failed"], 2, ""),
+    ],
+)
+def test_watch_reads_a_page_by_default(
+    runner: CliRunner,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    expected: int,
+    banner: str,
+) -> None:
+    from jobprogress.cli._tui import JobsApp
+
+    seen: list[tuple[int, str]] = []
+
+    def run(self: JobsApp) -> None:  # what the app's worker thread would do, without a terminal
+        views = self._fetch()
+        seen.append((len(views), self._banner() if self._banner else ""))
+
+    monkeypatch.setattr(JobsApp, "run", run)
+    result = runner.invoke(cli, ["watch", "--db", store_url, *options], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen == [(expected, banner)]

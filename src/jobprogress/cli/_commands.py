@@ -9,20 +9,27 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 from rich.console import Console
 
-from ._format import parse_states
+from ._format import parse_states, summary_line
 from ._render import job_detail, jobs_table
 from ._safe import scrub
 from ._source import JobSource, SourceError
+
+if TYPE_CHECKING:
+    from jobprogress.store.views import JobView
 
 __all__ = ["DEFAULT_DB", "cli"]
 
 DEFAULT_DB: Final = "sqlite:///jobprogress.db"
 DEFAULT_STALL_AFTER: Final = 30.0
+TABLE_ROWS: Final = 1000
+"""Rows `jobs` prints without --limit: laying out a terminal table of 10,000 rows takes seconds."""
+WATCH_PAGE: Final = 500
+"""Jobs a live view reads per refresh (plus the actionable ones): what a screen can usefully show."""
 DEMO_STALL_AFTER: Final = 5.0
 """The demo lasts seconds, so its view judges lost and stalled sooner than the default."""
 
@@ -141,7 +148,11 @@ def jobs(
             filtered = " matching the filters" if states or kinds else ""
             console.print(f"No jobs{filtered} in {source.display_url}.", markup=False)
             return
-        console.print(jobs_table(views, datetime.now(timezone.utc)))
+        caption = summary_line(views)
+        if limit is None and len(views) > TABLE_ROWS:
+            caption += f" · the first {TABLE_ROWS:,} shown; --limit N, --status, --kind or --json for more"
+            views = views[:TABLE_ROWS]
+        console.print(jobs_table(views, datetime.now(timezone.utc), caption=caption))
 
 
 @cli.command()
@@ -180,24 +191,47 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool) -> None:
     metavar="SECONDS",
     help="Seconds between refreshes.",
 )
+@click.option(
+    "--page",
+    type=click.IntRange(min=1),
+    default=WATCH_PAGE,
+    show_default=True,
+    metavar="N",
+    help="Show the N most recently active jobs, plus every failed, lost or stalled one.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Show every job (each refresh reads the whole list).")
 def watch(
-    db_url: str, stall_after: float, statuses: Sequence[str], kinds: Sequence[str], interval: float
+    db_url: str,
+    stall_after: float,
+    statuses: Sequence[str],
+    kinds: Sequence[str],
+    interval: float,
+    page: int,
+    show_all: bool,
 ) -> None:
     """Live full-screen Jobs view (q quits, / filters, a shows actionable jobs only)."""
     states = _states(statuses)
     kind_set = _kinds(kinds)
     with _open(db_url, stall_after) as source:
         try:
-            source.jobs(limit=1)  # fail before taking over the screen when the store cannot be read
+            source.page(size=1)  # fail before taking over the screen when the store cannot be read
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
         from ._tui import JobsApp
 
-        JobsApp(
-            lambda: source.jobs(states=states, kinds=kind_set),
-            source_name=source.display_url,
-            interval=interval,
-        ).run()
+        truncated = False
+
+        def fetch() -> Sequence[JobView]:
+            nonlocal truncated
+            if show_all:
+                return source.jobs(states=states, kinds=kind_set)
+            views, truncated = source.page(size=page, states=states, kinds=kind_set)
+            return views
+
+        def banner() -> str:
+            return f"newest {page} and every actionable job shown (--all for all)" if truncated else ""
+
+        JobsApp(fetch, source_name=source.display_url, interval=interval, banner=banner).run()
 
 
 @cli.command()

@@ -71,9 +71,11 @@ _NARROW: Final = 100
 class _JobsTable:
     """The Jobs table, laid out for the width it is rendered at."""
 
-    def __init__(self, views: Sequence[JobView], now: datetime, title: str | None) -> None:
+    def __init__(
+        self, views: Sequence[JobView], now: datetime, title: str | None, caption: str | None
+    ) -> None:
         self._rows = [job_row(view, now) for view in views]
-        self._summary = summary_line(views)
+        self._summary = summary_line(views) if caption is None else caption
         self._title = title
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -110,12 +112,15 @@ class _JobsTable:
         yield table
 
 
-def jobs_table(views: Sequence[JobView], now: datetime, *, title: str | None = None) -> RenderableType:
+def jobs_table(
+    views: Sequence[JobView], now: datetime, *, title: str | None = None, caption: str | None = None
+) -> RenderableType:
     """The Jobs table for views already in display order (see ``_format.sort_jobs``).
 
-    At widths under 100 columns the Kind column is left out so every other column fits 80.
+    At widths under 100 columns the Kind column is left out so every other column fits 80. The
+    caption defaults to the summary line of ``views``.
     """
-    return _JobsTable(views, now, title)
+    return _JobsTable(views, now, title, caption)
 
 
 def _payload_value(value: Any) -> str:

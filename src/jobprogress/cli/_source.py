@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from jobprogress.errors import JobProgressError
 
-from ._format import sort_jobs
+from ._format import ACTIONABLE, sort_jobs
 from ._safe import scrub
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["JobSource", "SourceError", "redact_url"]
 
 _PASSWORD = re.compile(r"^(?P<head>[^:/?#]+://[^:/@?#]*:)[^@/?#]*(?P<tail>@)")
+_ACTIONABLE_CAP: Final = 1000
 _SINK_ONLY_SCHEMES = ("http", "https", "stdout", "stderr", "memory")
 
 
@@ -112,6 +113,40 @@ class JobSource:
             raise self._error(exc) from None
         ordered = sort_jobs(views)
         return ordered if limit is None else ordered[:limit]
+
+    def page(
+        self, *, size: int, states: Collection[str] = (), kinds: Collection[str] = ()
+    ) -> tuple[list[JobView], bool]:
+        """Every actionable job plus the ``size`` most recently active ones, in display order.
+
+        What a live view shows: two bounded queries instead of the whole list, so a refresh costs the
+        same over 10,000 jobs as over 500, and a failed or lost job never drops out of sight however
+        old it is (up to ``max(size, 1000)`` of them).
+
+        Args:
+            size: Most recently active jobs to show (and the most actionable ones).
+            states: State words to keep; empty keeps all.
+            kinds: Kinds to keep; empty keeps all.
+
+        Returns:
+            The jobs in display order, and whether older jobs were left out.
+
+        Raises:
+            SourceError: a query failed.
+        """
+        kind = sorted(kinds) or None
+        wanted_actionable = [state for state in ACTIONABLE if not states or state in states]
+        try:
+            recent = self._store.jobs(status=sorted(states) or None, kind=kind, limit=size)
+            actionable = (
+                self._store.jobs(status=wanted_actionable, kind=kind, limit=max(size, _ACTIONABLE_CAP))
+                if wanted_actionable
+                else []
+            )
+        except _read_errors() as exc:
+            raise self._error(exc) from None
+        merged = {view.job_id: view for view in (*actionable, *recent)}
+        return sort_jobs(merged.values()), len(recent) == size
 
     def job(self, job_id: str) -> JobView | None:
         """One job with its workers, or None when the store has no such job.

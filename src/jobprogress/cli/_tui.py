@@ -238,8 +238,9 @@ class JobsApp(App[None]):
             now = self._clock()
             cells = {view.job_id: job_row(view, now) for view in views}
             summary = summary_line(views)
-            if self._banner is not None:
-                summary += f" · {scrub(self._banner())}"
+            banner = self._banner() if self._banner is not None else ""
+            if banner:
+                summary += f" · {scrub(banner)}"
         except SourceError as exc:
             self.call_from_thread(self._apply_error, str(exc))
             return
