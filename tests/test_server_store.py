@@ -97,6 +97,24 @@ def test_an_empty_store_reads_as_no_jobs(collector: httpx.Client) -> None:
     assert collector.get("/v1/jobs/none").status_code == 404
 
 
+def test_hostile_read_parameters_are_4xx_on_every_backend(collector: httpx.Client) -> None:
+    # Postgres refuses a NUL in a text parameter: it must never get that far (a 5xx for bad input).
+    _post(collector, heartbeat("été", kind="scan"))  # the tables exist, so the query would really run
+    for path in ("/v1/jobs?kind=%00", "/v1/jobs?kind=a%00b", "/v1/jobs/a%00b", "/v1/jobs/%1b%5b2J"):
+        response = collector.get(path)
+        assert response.status_code == 422, (path, response.text)
+        assert "job_id" in response.text or "kind" in response.text
+    assert collector.get("/v1/jobs?kind=%C3%A9t%C3%A9").json() == []
+    assert collector.get("/v1/jobs/%C3%A9t%C3%A9").json()["job_id"] == "été"
+
+
+def test_status_filters_are_the_stores() -> None:
+    from jobprogress.server.openapi import JOB_FILTERS
+    from jobprogress.store.query import STATUS_FILTERS
+
+    assert tuple(JOB_FILTERS) == tuple(STATUS_FILTERS)
+
+
 def test_row26_heartbeat_without_progress_keeps_stored_progress(collector: httpx.Client) -> None:
     _post(collector, progress_update("r26", done=5, total=10, seq=1))
     response = collector.post("/v1/heartbeat", json=wire(heartbeat("r26", done=None, seq=2)))

@@ -2,8 +2,9 @@
 
 Layers, outermost first: an in-flight limiter that answers 503 with ``Retry-After`` when too many
 requests are being served; bearer-token auth on every ``/v1/`` route (constant time, on bytes); then the
-routes, which read bodies as they stream under a byte bound, validate them with the wire models and
-hand them to the store on a worker thread so the event loop never blocks on the database.
+routes, which read bodies as they stream under a byte bound and validate them with the wire models.
+Writes go to one writer task that merges concurrent requests into one transaction on a worker thread
+(see ``_coalesce``), so the event loop never blocks on the database.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from urllib.parse import parse_qsl
 import anyio
 from pydantic import Field, TypeAdapter, ValidationError
 
-from jobprogress._validate import MAX_ID_LENGTH
+from jobprogress._validate import MAX_ID_LENGTH, check_id, check_text
 from jobprogress._version import __version__
 from jobprogress.envelope import Heartbeat, Message, ProgressUpdate
-from jobprogress.errors import ConfigurationError, MissingExtraError
+from jobprogress.errors import ConfigurationError, InvalidProgressError, MissingExtraError
 from jobprogress.server._body import BodyError, content_encoding, declared_length, read_bounded
 from jobprogress.server._coalesce import WriteCoalescer
 from jobprogress.server.openapi import JOB_FILTERS, openapi_document
@@ -328,9 +329,11 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+def _problem(status: int, detail: str, **extra: Any) -> Response:
+    """An error response; ASCII-escaped JSON, so no text quoted from a request can break its encoding."""
     headers = {"Connection": "close"} if status in (400, 413, 415) else None
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    body = json.dumps({"detail": detail, **extra}, separators=(",", ":"), ensure_ascii=True)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def _validate(adapter: TypeAdapter[Any], body: bytes, what: str) -> Any:
@@ -363,6 +366,15 @@ def _query_number(request: Request, name: str, parse: Callable[[str], Any]) -> A
                 f"query parameter {name!r} is not a valid number",
                 errors=[{"loc": ["query", name], "msg": "not a valid number", "type": "parsing"}],
             )
+        ) from None
+
+
+def _check_query_text(name: str, value: str) -> None:
+    try:
+        check_text(f"query parameter {name!r}", value, MAX_ID_LENGTH)
+    except InvalidProgressError as exc:
+        raise _Refusal(
+            _problem(422, str(exc), errors=[{"loc": ["query", name], "msg": str(exc), "type": "value_error"}])
         ) from None
 
 
@@ -479,8 +491,8 @@ class _Collector:
             if status is not None and status not in JOB_FILTERS:
                 raise _out_of_range("status", f"must be one of {', '.join(JOB_FILTERS)}")
             kind = request.query_params.get("kind")
-            if kind is not None and len(kind) > MAX_ID_LENGTH:
-                raise _out_of_range("kind", f"is longer than {MAX_ID_LENGTH} characters")
+            if kind is not None:
+                _check_query_text("kind", kind)
             limit = _query_number(request, "limit", int)
             limit = DEFAULT_JOBS_LIMIT if limit is None else limit
             if not 1 <= limit <= MAX_JOBS_LIMIT:
@@ -507,6 +519,16 @@ class _Collector:
     async def job(self, request: Request) -> Response:
         job_id: str = request.path_params["job_id"]
         try:
+            try:
+                check_id("job_id", job_id)  # e.g. a NUL, which Postgres would refuse as a parameter
+            except InvalidProgressError as exc:
+                raise _Refusal(
+                    _problem(
+                        422,
+                        str(exc),
+                        errors=[{"loc": ["path", "job_id"], "msg": str(exc), "type": "value_error"}],
+                    )
+                ) from None
             view: JobView | None = await self._read(lambda: self.reader.job(job_id))
         except _Refusal as refusal:
             return refusal.response
