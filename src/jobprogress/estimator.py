@@ -389,34 +389,48 @@ class ThroughputEstimator:
         """Rate over the longest recent window, ending at the last completion, that is one regime."""
         spans, counts, levels = self._spans, self._items, self._levels
         dispersion = self._dispersions()
+        dispersion.append(dispersion[-1])  # the catch-all bucket (level _LEVELS) uses the coarsest
+        top = _LEVELS - 1
         half = self._half_threshold
         low, high = 0.0, math.inf
         seconds, items, width = -age, 0.0, 0
         chosen = 0.0
         for index in range(len(spans) - 1, -1, -1):
-            seconds += spans[index]
-            items += counts[index]
-            width += 1 << levels[index]
+            bucket_seconds, bucket_items, level = spans[index], counts[index], levels[index]
+            seconds += bucket_seconds
+            items += bucket_items
+            width += 1 << level
             if seconds <= 0.0:
                 continue  # still inside the silence after the last completion
             rate = items / seconds
             if not low <= rate <= high:
                 break  # the longer window disagrees with a shorter one
-            if high < math.inf and not _agrees(
-                counts[index], spans[index], dispersion[min(levels[index], _LEVELS - 1)], low, high, half
-            ):
-                break  # the bucket just added disagrees with everything newer
+            if high < math.inf:
+                # Does the bucket just added agree with everything newer: is its count consistent with
+                # some rate in [low, high]? (The same square-root interval, around the bucket's count.)
+                scale = bucket_seconds / dispersion[level]
+                root = math.sqrt(bucket_items * scale / bucket_seconds + _ANSCOMBE)
+                if ((root + half) ** 2 - _ANSCOMBE) / scale < low:
+                    break
+                if root > half and ((root - half) ** 2 - _ANSCOMBE) / scale > high:
+                    break
             chosen = rate
             # Narrow the interval of rates consistent with every window so far, once the window holds
             # enough evidence (items deflated by the dispersion) that a disagreement with it means
             # something: two quiet samples in a steady job are luck, not a new regime.
-            scale = seconds / dispersion[min(width.bit_length() - 1, _LEVELS - 1)]
-            if rate * scale < _MIN_EVIDENCE:
+            window_level = width.bit_length() - 1
+            scale = seconds / dispersion[window_level if window_level < top else top]
+            evidence = rate * scale
+            if evidence < _MIN_EVIDENCE:
                 continue
-            root = math.sqrt(rate * scale + _ANSCOMBE)
+            root = math.sqrt(evidence + _ANSCOMBE)
             if root > half:
-                low = max(low, ((root - half) ** 2 - _ANSCOMBE) / scale)
-            high = min(high, ((root + half) ** 2 - _ANSCOMBE) / scale)
+                bound = ((root - half) ** 2 - _ANSCOMBE) / scale
+                if bound > low:
+                    low = bound
+            bound = ((root + half) ** 2 - _ANSCOMBE) / scale
+            if bound < high:
+                high = bound
         return chosen
 
     def _recent_rate(self, fraction: float, age: float) -> float:
@@ -438,20 +452,12 @@ def _shrunk(deviation: float, mass: float, merges: float, finer: float) -> float
         return finer  # no items at this scale yet (or nothing merged): nothing to learn from
     per_merge = deviation / (mass / merges)
     estimate = (per_merge + _DISPERSION_PRIOR * finer) / (merges + _DISPERSION_PRIOR)
-    return min(max(estimate, _DISPERSION_FLOOR), _DISPERSION_CEILING)
+    if estimate < _DISPERSION_FLOOR:
+        return _DISPERSION_FLOOR
+    return estimate if estimate < _DISPERSION_CEILING else _DISPERSION_CEILING
 
 
 def _log_error(predicted: float, realised: float) -> float:
     """Squared log ratio of predicted to realised items (+1 each, so empty horizons stay finite)."""
     error = math.log((predicted + 1.0) / (realised + 1.0))
     return error * error
-
-
-def _agrees(items: float, seconds: float, dispersion: float, low: float, high: float, half: float) -> bool:
-    """Whether ``items`` in ``seconds`` is consistent with some rate in ``[low, high]``."""
-    scale = seconds / dispersion
-    root = math.sqrt(items / seconds * scale + _ANSCOMBE)
-    upper = ((root + half) ** 2 - _ANSCOMBE) / scale
-    if upper < low:
-        return False
-    return not (root > half and ((root - half) ** 2 - _ANSCOMBE) / scale > high)
