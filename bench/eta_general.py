@@ -10,6 +10,7 @@ very fast job still spans enough ticks to be scored.
 Run from the project root, in the venv (tqdm and rich installed):
     python bench/eta_general.py                # the shared bench's five workloads, then the extra ones
     python bench/eta_general.py --extra-only   # only the extra workloads
+    python bench/eta_general.py --seeds 8      # also the randomised workloads, averaged over 8 seeds
 
 It prints the mean absolute percentage error (MAPE, lower is better) per workload and estimator, the
 means, the ratio of jobprogress's mean to tqdm's, and the ticks on which an estimator had no ETA.
