@@ -260,6 +260,7 @@ def _schema_eval(spec: WorkerSpec, jp: Any) -> None:
             if spec.victim and index == _KILL_AFTER_ITEMS and spec.ready is not None:
                 jp.flush(timeout=5.0)  # the store shows this progress before the kill
                 spec.ready.set()
+                time.sleep(30.0)  # killed here, mid-job, however slow the machine (bounded, just in case)
             pacer.wait(index)
 
 
@@ -399,8 +400,8 @@ class DemoRun:
         self._victim_ready.wait(timeout=30.0)
         for spec, process in zip(self.specs, self.processes, strict=True):
             if spec.victim and process.is_alive():
+                self.killed = spec.worker_id  # before the kill: whoever sees it dead also sees this
                 process.kill()  # SIGKILL on POSIX
-                self.killed = spec.worker_id
 
     @property
     def elapsed(self) -> float:
