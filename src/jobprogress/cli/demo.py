@@ -222,23 +222,20 @@ def _backtest(spec: WorkerSpec, jp: Any) -> None:
             pacer.wait(index)
 
 
-def _public_paths(tree: ast.Module, module: str) -> tuple[int, int]:
-    """Public classes, functions and methods of a module (dotted paths), and how many are documented."""
-    paths = documented = 0
-    for node in tree.body:
-        if isinstance(
-            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-        ) and not node.name.startswith("_"):
-            paths += 1
-            documented += ast.get_docstring(node) is not None
-            if isinstance(node, ast.ClassDef):
-                for member in node.body:
-                    if isinstance(
-                        member, (ast.FunctionDef, ast.AsyncFunctionDef)
-                    ) and not member.name.startswith("_"):
-                        paths += 1
-                        documented += ast.get_docstring(member) is not None
-    return paths, documented
+def _public(node: ast.stmt) -> bool:
+    return isinstance(
+        node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    ) and not node.name.startswith("_")
+
+
+def _public_paths(tree: ast.Module) -> tuple[int, int]:
+    """Public classes, functions and methods of a module (its dotted paths), and how many are documented."""
+    nodes = [node for node in tree.body if _public(node)]
+    nodes += [
+        member for node in nodes if isinstance(node, ast.ClassDef) for member in node.body if _public(member)
+    ]
+    documented = sum(ast.get_docstring(node) is not None for node in nodes)  # type: ignore[arg-type]
+    return len(nodes), documented
 
 
 def _schema_eval(spec: WorkerSpec, jp: Any) -> None:
@@ -250,7 +247,7 @@ def _schema_eval(spec: WorkerSpec, jp: Any) -> None:
                 tree = ast.parse(_read(path), filename=path)
             except (SyntaxError, ValueError):  # a test fixture with deliberately bad syntax
                 tree = ast.Module(body=[], type_ignores=[])
-            found, with_doc = _public_paths(tree, Path(path).stem)
+            found, with_doc = _public_paths(tree)
             paths += found
             documented += with_doc
             tracker.advance()
@@ -315,7 +312,7 @@ def _spread(items: Sequence[str], count: int) -> list[str]:
 
 
 def plan(root: Path, db_url: str, *, duration: float, stall_after: float, quiet: bool) -> list[WorkerSpec]:
-    """The demo's workers: 7 jobs, 11 processes, all four kinds, one failing, one stalling, one killed.
+    """The demo's workers: 6 jobs, 11 processes, all four kinds, one failing, one stalling, one killed.
 
     Raises:
         DemoError: the tree holds no files, or no Python files to parse.
@@ -378,12 +375,10 @@ class DemoRun:
     """The running demo: its processes, the planned kill, and what became of each worker."""
 
     def __init__(self, specs: Sequence[WorkerSpec], context: BaseContext) -> None:
-        self.specs = list(specs)
         self.started = time.monotonic()
         self.killed: str | None = None
-        self._context = context
         victim_ready = context.Event()
-        self.specs = [replace(spec, ready=victim_ready) if spec.victim else spec for spec in self.specs]
+        self.specs = [replace(spec, ready=victim_ready) if spec.victim else spec for spec in specs]
         self._victim_ready = victim_ready
         self.processes: list[BaseProcess] = [
             context.Process(target=worker_main, args=(spec,), name=spec.worker_id, daemon=True)  # type: ignore[attr-defined]
