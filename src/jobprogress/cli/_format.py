@@ -28,6 +28,7 @@ __all__ = [
     "job_row",
     "last_seen",
     "parse_states",
+    "pass_rate",
     "progress_line",
     "rate",
     "sort_jobs",
