@@ -196,21 +196,19 @@ _users: dict[EngineKey, int] = {}
 _engines_lock = threading.Lock()
 
 
-def acquire_engine(
-    url: URL, settings: EngineSettings, *, read_only: bool = False
-) -> tuple[EngineKey, Engine]:
+def acquire_engine(url: URL, settings: EngineSettings) -> tuple[EngineKey, Engine]:
     """The shared engine of this process for ``url``; give it back with :func:`release_engine`.
 
-    Stores and writers for one URL share one engine (and so one pool). ``read_only`` matters for
-    DuckDB only (a read-only handle lets another process hold the file between writes).
+    Stores and writers for one URL share one engine (and so one pool). DuckDB readers open the file
+    read-write too: DuckDB refuses a second, differently configured handle on a file within one
+    process, and a read-only handle would not let another process write meanwhile anyway.
     """
     backend = backend_of(url.drivername + "://")
-    role = "read" if read_only and backend == "duckdb" else "any"
-    key: EngineKey = (url.render_as_string(hide_password=False), role, settings, os.getpid())
+    key: EngineKey = (url.render_as_string(hide_password=False), backend, settings, os.getpid())
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _create_engine(url, backend, settings, read_only=read_only)
+            engine = _create_engine(url, backend, settings)
             _engines[key] = engine
         _users[key] = _users.get(key, 0) + 1
     return key, engine
@@ -245,7 +243,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _create_engine(url: URL, backend: Backend, settings: EngineSettings, *, read_only: bool) -> Engine:
+def _create_engine(url: URL, backend: Backend, settings: EngineSettings) -> Engine:
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool, StaticPool
 
@@ -322,11 +320,7 @@ def _create_engine(url: URL, backend: Backend, settings: EngineSettings, *, read
         return engine
 
     # DuckDB: no pool, so the process-wide file lock is held only while a connection is open.
-    return create_engine(
-        url,
-        poolclass=NullPool,
-        connect_args={"read_only": True} if read_only else {},
-    )
+    return create_engine(url, poolclass=NullPool)
 
 
 def _enable_wal(cursor: Any, timeout: float) -> None:

@@ -297,7 +297,7 @@ class ProgressStore:
             )
         lease = self._lease
         if lease is None or lease[0][3] != os.getpid():
-            lease = acquire_engine(self._url, self._settings, read_only=True)
+            lease = acquire_engine(self._url, self._settings)
             self._lease = lease
         return lease[1]
 
