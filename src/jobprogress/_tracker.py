@@ -143,6 +143,7 @@ class Tracker(CounterBase):
         "_job",
         "_kind",
         "_payload",
+        "_pid",
         "_probe",
         "_resume",
         "_run_id",
@@ -190,6 +191,7 @@ class Tracker(CounterBase):
         self._slot = None
         self._token: Token[Tracker | None] | None = None
         self._version = 0
+        self._pid = 0
 
     # -- read-only state -------------------------------------------------------------------------
 
@@ -321,6 +323,7 @@ class Tracker(CounterBase):
                 self._done, seq_floor = stored
         self._status = RUNNING
         self._version += 1
+        self._pid = os.getpid()
         runtime.register(self, seq_floor)
         return self
 
@@ -334,6 +337,11 @@ class Tracker(CounterBase):
         self._error = error
         self._status = status
         self._version += 1
+        if self._pid != os.getpid():
+            # A forked child's copy of a run its parent started (say, a with-block left by sys.exit in
+            # the child): the parent reports that (job, worker); the child sending it would overwrite
+            # the parent's state with the child's counts.
+            return
         from . import _runtime
 
         _runtime.reporter().notify(self)
