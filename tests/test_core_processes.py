@@ -378,6 +378,36 @@ def test_row34_sigterm_after_shutdown_or_handled_keeps_the_final_state(
     assert progress_of(messages, "term-job")[-1][1] == done
 
 
+PLAIN_FORK_CHILD = """
+import os, sys
+import jobprogress as jp
+
+with jp.track("before-fork", unit="rows") as tracker:
+    tracker.advance(1)
+    pid = os.fork()  # the reporter and the sender are running in the parent here
+    if pid == 0:
+        tracker.advance(100)  # the child's copy of the parent's job: never the child's to send
+        with jp.track("forked-child", unit="rows") as mine:
+            mine.advance(2)
+        sys.exit(0)  # a normal interpreter exit: atexit, not multiprocessing, delivers
+    os.waitpid(pid, 0)
+"""
+
+
+def test_row34_plain_fork_child_delivers_at_exit_and_never_resends_the_parents_job() -> None:
+    result = run_python(PLAIN_FORK_CHILD, sinks="stdout://", interval="60", keepalive="60")
+    assert result.returncode == 0, result.stderr
+    messages = parse_lines(result.stdout)
+    child = final_heartbeat(messages, "forked-child")
+    assert child.status == "succeeded"
+    assert progress_of(messages, "forked-child")[-1][1] == 2
+    parent = [m for m in messages if m.job_id == "before-fork"]
+    assert {m.worker_id for m in parent} == {parent[0].worker_id} != {child.worker_id}
+    assert final_heartbeat(messages, "before-fork").status == "succeeded"
+    # The child's copy of the parent's job (left by its sys.exit, with 100 more items) never went out.
+    assert [done for _, done in progress_of(messages, "before-fork")] == [0, 1]
+
+
 # -- row 35: a custom sink that raises, seen from outside the process ------------------------------
 
 FLAKY_SINK_CHILD = """
