@@ -245,6 +245,48 @@ def test_row33_exit_with_a_hung_sink_is_bounded_by_exit_timeout() -> None:
     assert final_heartbeat(parse_lines(result.stdout), "hung-exit").status == "succeeded"
 
 
+FAILING_SINK_CHILD = """
+import time
+import jobprogress as jp
+from jobprogress import _plugins
+from jobprogress.hookspecs import hookimpl
+
+class RefusingSink:
+    def __init__(self, url):
+        pass
+    def send(self, messages):
+        raise ConnectionRefusedError(111, "Connection refused")
+    def flush(self, timeout):
+        return True
+    def close(self, timeout):
+        pass
+
+@hookimpl
+def jobprogress_register_sinks(register):
+    register("refusing", RefusingSink)
+
+_plugins.BUILTIN_PLUGINS = ("jobprogress.sinks.stdout", "__main__")
+jp.configure(sinks=["refusing://", "stdout://"], exit_timeout=5.0)
+for index in range(100):
+    with jp.track(f"refused-{index}") as tracker:
+        tracker.advance()
+time.sleep(0.2)  # the refusing sink has failed by now
+print("block-left", time.monotonic(), flush=True)
+"""
+
+
+def test_row33_exit_is_not_held_up_by_a_failing_sink() -> None:
+    result = run_python(FAILING_SINK_CHILD)
+    assert result.returncode == 0, result.stderr
+    left_at = float(
+        next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("block-left"))
+    )
+    assert time.monotonic() - left_at < 1.5  # exit_timeout is 5 s: none of it is spent on a failing sink
+    messages = parse_lines(result.stdout)
+    assert all(final_heartbeat(messages, f"refused-{i}").status == "succeeded" for i in range(100))
+    assert "Traceback" not in result.stderr
+
+
 # -- row 34: fork-context multiprocessing children and SIGTERM -------------------------------------
 
 

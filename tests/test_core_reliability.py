@@ -96,6 +96,9 @@ def test_row01_sink_refusing_keeps_latest_state_and_delivers_it_after_recovery(f
         return {("row1-a", "succeeded"), ("row1-b", "succeeded")} <= tried
 
     wait_for(finals_attempted, what="the final states to be queued and refused")
+    started = time.monotonic()
+    assert jp.flush(5.0) is False  # a refusing sink is not waited for
+    assert time.monotonic() - started < 1.0
     # Still down: only the newest state of each job waits (2 jobs -> at most 2 x 2 messages).
     stats = sink_stats("r1")
     assert sink.delivered == []
