@@ -228,10 +228,11 @@ def test_row03_slow_sink_gets_at_most_one_send_per_job_per_interval() -> None:
             and (isinstance(message, ProgressUpdate) or message.status == "running")
         )
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(running)]
-        # At most one send per interval (the start included), plus the final one. The gaps get a
-        # generous allowance: a pass that the GIL delays shifts the wall time a message is built at.
+        # At most one send per interval (the start included), plus the final one; never two in a
+        # burst. The gaps get a generous allowance: the wall time a message is built at moves with
+        # how long its pass waits for the GIL or the CPU, the throttle's monotonic clock does not.
         assert len(running) <= elapsed / interval + 1
-        assert min(gaps, default=interval) >= interval / 2, gaps
+        assert min(gaps, default=interval) >= interval / 4, gaps
         assert final_heartbeat(delivered, tracker.job_id or "").status == "succeeded"
         assert progress_of(delivered, tracker.job_id or "")[-1][1] == 10_000
 
