@@ -92,6 +92,12 @@ async def test_list_in_display_order_and_detail_follows_the_cursor() -> None:
         assert "2/100 rows" in detail
         await pilot.press("up", "up", "up")
         assert app.selected_job_id == "charlie"
+        await pilot.press("enter")  # into the detail panel
+        assert app.query_one("#detail-scroll").has_focus
+        await pilot.press("down")
+        assert app.selected_job_id == "charlie"  # the arrows scroll the detail, not the list
+        await pilot.press("escape")
+        assert app.query_one("#jobs").has_focus
         assert "1 failed" in rendered(app, "#summary")
 
 

@@ -5,8 +5,9 @@ Every ``interval`` seconds a thread worker reads the jobs and builds the row cel
 the UI thread then applies only what changed (cells updated in place, rows added or removed, one sort
 when the order changed), so a refresh over 10,000 jobs stays cheap and the cursor stays on its job.
 
-Keys: arrows, PageUp/PageDown and Home/End move, ``/`` or ``f`` filters by text, ``a`` shows
-actionable jobs only, ``r`` refreshes now, ``escape`` clears the filter, ``q`` quits.
+Keys: arrows, PageUp/PageDown and Home/End move, ``enter`` scrolls the detail panel (``escape`` comes
+back), ``/`` or ``f`` filters by text, ``a`` shows actionable jobs only, ``r`` refreshes now, ``escape``
+clears the filter, ``q`` quits.
 """
 
 from __future__ import annotations
@@ -378,11 +379,19 @@ class JobsApp(App[None]):
         box.focus()
 
     def action_clear_filter(self) -> None:
-        """Clear the text filter and go back to the list."""
+        """Back to the list: from the detail panel, or clearing the text filter."""
+        table = self.query_one("#jobs", DataTable)
+        if self.query_one("#detail-scroll", VerticalScroll).has_focus:
+            table.focus()
+            return
         box = self.query_one("#filter", Input)
         box.value = ""
         box.remove_class("visible")
-        self.query_one("#jobs", DataTable).focus()
+        table.focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # Enter on a job: scroll its detail with the arrows; escape goes back to the list.
+        self.query_one("#detail-scroll", VerticalScroll).focus()
 
     def action_toggle_actionable(self) -> None:
         """Show only failed, lost and stalled jobs, or everything again."""
