@@ -12,7 +12,8 @@ import gc
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
@@ -220,6 +221,16 @@ class ProgressStore:
         worker_lost = and_(running, table.c.seen_at < cutoff)
         worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
 
+        worker_columns = (
+            *(table.c[name] for name in _WORKER_COLUMNS),
+            case((worker_lost, 1), else_=0).label("worker_lost"),
+            case((worker_stalled, 1), else_=0).label("worker_stalled"),
+        )
+        if (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0):
+            # The whole list needs no grouping in SQL: every row is returned, and _fold derives each
+            # job's status and order from its rows by the rules the page query applies.
+            return select(*worker_columns)
+
         def count(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.sum(case((condition, 1), else_=0))
 
@@ -261,13 +272,7 @@ class ProgressStore:
             (job_stalled, "stalled"),
             else_=status,
         )
-        page = select(
-            jobs.c.job_id,
-            jobs.c.last_seen,
-            status.label("job_status"),
-            case((job_lost, 1), else_=0).label("job_lost"),
-            case((job_stalled, 1), else_=0).label("job_stalled"),
-        )
+        page = select(jobs.c.job_id)
         if statuses is not None:
             page = page.where(state.in_(statuses))
         if kinds is not None:
@@ -278,17 +283,9 @@ class ProgressStore:
         if offset:
             page = page.offset(offset)
         chosen = page.subquery("page")
-        # No ORDER BY here: sorting the wide joined rows costs more than the query itself. The page
-        # carries its sort key, and _fold orders jobs (and each job's workers) in Python.
-        return select(
-            chosen.c.job_status,
-            chosen.c.job_lost,
-            chosen.c.job_stalled,
-            chosen.c.last_seen,
-            *(table.c[name] for name in _WORKER_COLUMNS),
-            case((worker_lost, 1), else_=0).label("worker_lost"),
-            case((worker_stalled, 1), else_=0).label("worker_stalled"),
-        ).join_from(chosen, table, table.c.job_id == chosen.c.job_id)
+        # No ORDER BY here: sorting the wide joined rows costs more than the query itself. _fold
+        # orders the jobs (by the same key) and each job's workers in Python.
+        return select(*worker_columns).join_from(chosen, table, table.c.job_id == chosen.c.job_id)
 
     def _engine(self) -> Engine:
         if self._closed:
@@ -326,7 +323,9 @@ class ProgressStore:
                 else:
                     now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
                 params = {"store_now": now, "cutoff": now - self._stall_after}
-                rows = connection.execute(statement, params).all()
+                with _gc_paused():
+                    rows = connection.execute(statement, params).all()
+                    return _fold(rows)
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:
@@ -338,7 +337,6 @@ class ProgressStore:
             raise StoreError(describe_error(exc, self._url)) from exc
         except SQLAlchemyError as exc:
             raise StoreError(describe_error(exc, self._url)) from exc
-        return _fold(rows)
 
     def _tables_exist(self, connection: Connection) -> bool:
         from sqlalchemy import inspect
@@ -350,8 +348,9 @@ _WORKER_COLUMNS: Final = (
     "job_id", "worker_id", "kind", "status", "unit", "done", "total", "throughput", "eta_seconds",
     "payload_json", "error", "run_id", "seq", "started_at", "updated_at", "progressed_at", "seen_at",
 )  # fmt: skip
-_WORKER_FIELDS: Final = frozenset(WorkerView.model_fields)
-_JOB_FIELDS: Final = frozenset(JobView.model_fields)
+# One fields-set per class, shared by every view built here (see views.trusted).
+_WORKER_FIELDS: Final = set(WorkerView.model_fields)
+_JOB_FIELDS: Final = set(JobView.model_fields)
 
 
 def _stamp(value: float | None, previous: float | None, previous_stamp: datetime | None) -> datetime | None:
@@ -362,9 +361,26 @@ def _stamp(value: float | None, previous: float | None, previous_stamp: datetime
     return _fromtimestamp(value, _UTC)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a result becomes views.
+
+    Fetching and folding a long list allocates hundreds of thousands of objects, none of which can
+    form a cycle, and the collector would run over them again and again. Only a GC this call turned
+    off is turned back on, so a caller that disabled it keeps it disabled.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def _worker(row: Sequence[Any]) -> WorkerView:
     (
-        _job_status, _job_lost, _job_stalled, _last_seen,
         _job_id, worker_id, kind, status, unit, done, total, throughput, eta_seconds,
         payload_json, error, run_id, seq, started_at, updated_at, progressed_at, seen_at,
         worker_lost, worker_stalled,
@@ -397,39 +413,35 @@ def _worker(row: Sequence[Any]) -> WorkerView:
     )
 
 
+_SEEN_AT: Final = _WORKER_COLUMNS.index("seen_at")
+_WORKER_ID: Final = _WORKER_COLUMNS.index("worker_id")
+
+
 def _fold(rows: Sequence[Sequence[Any]]) -> list[JobView]:
-    """Group result rows by job, order jobs by (last seen desc, job id) and workers by id."""
+    """Group result rows by job; order jobs by (last seen desc, job id) and workers by id."""
     groups: dict[str, list[Sequence[Any]]] = {}
     for row in rows:
-        group = groups.get(row[4])
+        group = groups.get(row[0])
         if group is None:
-            groups[row[4]] = [row]
+            groups[row[0]] = [row]
         else:
             group.append(row)
-    ordered = sorted(groups.values(), key=lambda group: group[0][4])
-    ordered.sort(key=lambda group: group[0][3], reverse=True)  # stable: ties stay in job-id order
-    # Building tens of thousands of small objects triggers the cyclic GC over and over, though none
-    # of them can form a cycle; pause it for the fold (restored even if another thread paused it).
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        views = []
-        for group in ordered:
-            if len(group) > 1:
-                group.sort(key=_by_worker)
-            head = group[0]
-            views.append(
-                aggregate(head[4], head[0], bool(head[1]), bool(head[2]), [_worker(row) for row in group])
-            )
-    finally:
-        if paused:
-            gc.enable()
+    # The page query's order, applied again: most recent message first (store clock), then job id.
+    keyed = sorted(
+        ((max(row[_SEEN_AT] or 0.0 for row in group), job_id, group) for job_id, group in groups.items()),
+        key=lambda item: item[1],
+    )
+    keyed.sort(key=lambda item: item[0], reverse=True)  # stable: ties stay in job-id order
+    views = []
+    for _, job_id, group in keyed:
+        if len(group) > 1:
+            group.sort(key=_by_worker)
+        views.append(aggregate(job_id, [_worker(row) for row in group]))
     return views
 
 
 def _by_worker(row: Sequence[Any]) -> str:
-    return str(row[5])
+    return str(row[_WORKER_ID])
 
 
 _EPOCH: Final = datetime.fromtimestamp(0, _UTC)
@@ -443,10 +455,10 @@ def _failure_recency(worker: WorkerView) -> tuple[datetime, int]:
     return worker.progressed_at or _EPOCH, worker.seq or 0
 
 
-def aggregate(job_id: str, status: str, lost: bool, stalled: bool, workers: list[WorkerView]) -> JobView:
+def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
     """Fold one job's worker rows into a :class:`JobView` (rules in :mod:`jobprogress.store.views`).
 
-    ``status``, ``lost`` and ``stalled`` come from the query, which filtered and ordered on them.
+    Status, ``lost`` and ``stalled`` follow the same rules as the page query's filter in SQL.
     """
     units = {worker.unit for worker in workers if worker.unit is not None}
     unit: str | None = None
@@ -482,6 +494,23 @@ def aggregate(job_id: str, status: str, lost: bool, stalled: bool, workers: list
     payload = None
     if with_payload:
         payload = max(with_payload, key=_recency).payload
+    statuses = {worker.status for worker in workers}
+    if "failed" in statuses:
+        status = "failed"
+    elif "running" in statuses:
+        status = "running"
+    elif "cancelled" in statuses:
+        status = "cancelled"
+    else:
+        status = "succeeded"
+    running = [worker for worker in workers if worker.status == "running"]
+    lost = bool(running) and all(worker.lost for worker in running)
+    stalled = (
+        bool(running)
+        and not lost
+        and all(worker.lost or worker.stalled for worker in running)
+        and any(worker.stalled for worker in running)
+    )
     kinds = [worker.kind for worker in workers if worker.kind is not None]
     stamps = [worker.updated_at for worker in workers if worker.updated_at is not None]
     return trusted(

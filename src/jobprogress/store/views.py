@@ -86,17 +86,18 @@ class JobView(BaseModel):
 _Model = TypeVar("_Model", JobView, WorkerView)
 
 
-def trusted(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) -> _Model:
+def trusted(cls: type[_Model], values: dict[str, Any], fields_set: set[str]) -> _Model:
     """Build a view from values the store itself produced, skipping validation.
 
     What :meth:`pydantic.BaseModel.model_construct` does for these plain models (no defaults,
     aliases, extras or private attributes), without its per-field loop: the Jobs list builds tens of
-    thousands of these per call. ``values`` must hold every field, already of its declared type, and
-    ``fields`` is ``frozenset(cls.model_fields)``.
+    thousands of these per call. ``values`` must hold every field, already of its declared type.
+    ``fields_set`` (every field name) may be one set shared by all views of a class: the views are
+    frozen, and pydantic copies the set before ``model_copy(update=...)`` changes it.
     """
     view = cls.__new__(cls)
     object.__setattr__(view, "__dict__", values)
-    object.__setattr__(view, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(view, "__pydantic_fields_set__", fields_set)
     object.__setattr__(view, "__pydantic_extra__", None)
     object.__setattr__(view, "__pydantic_private__", None)
     return view
