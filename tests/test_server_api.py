@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import logging
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,17 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from _http_support import TOKEN, auth, heartbeat, progress_update, raw_request, running_app, wait_for, wire
+from _http_support import (
+    TOKEN,
+    auth,
+    heartbeat,
+    progress_update,
+    raw_request,
+    read_response,
+    running_app,
+    wait_for,
+    wire,
+)
 from jobprogress.envelope import Heartbeat, ProgressUpdate
 from jobprogress.errors import ConfigurationError, SinkError, StoreError
 from jobprogress.server import create_app, openapi_document, read_token_file
@@ -153,6 +164,37 @@ def test_row27_non_ascii_and_malformed_headers_are_401_not_500(collector: Collec
     )
     status, _, _ = raw_request(collector.port, two + b"[]")
     assert status == 401
+
+
+def test_row27_a_refused_body_is_read_first_so_the_401_arrives_and_the_connection_lives(
+    collector: Collector,
+) -> None:
+    # Closing with the body unread makes the kernel reset the connection, which can swallow the 401.
+    body = json.dumps([wire(heartbeat())] * 50).encode()
+    head = _head("/v1/batch", f"Content-Length: {len(body)}")
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=5) as sock:
+        for _ in range(3):  # three refusals on one keep-alive connection
+            sock.sendall(head + body)
+            status, headers, _ = read_response(sock)
+            assert status == 401
+            assert headers.get("connection") != "close"
+        sock.sendall(
+            _head("/v1/batch", f"Authorization: Bearer {TOKEN}", f"Content-Length: {len(body)}") + body
+        )
+        assert read_response(sock)[0] == 200
+    assert len(collector.writer.messages) == 50
+
+
+def test_unsupported_encoding_is_refused_after_reading_the_body(collector: Collector) -> None:
+    body = b"[]" + b" " * 30_000
+    head = _head(
+        "/v1/batch", f"Authorization: Bearer {TOKEN}", "Content-Encoding: br", f"Content-Length: {len(body)}"
+    )
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=5) as sock:
+        sock.sendall(head + body)
+        assert read_response(sock)[0] == 415
+        sock.sendall(_head("/v1/batch", f"Authorization: Bearer {TOKEN}", "Content-Length: 2") + b"[]")
+        assert read_response(sock)[0] == 200
 
 
 def test_row27_auth_failures_never_log_the_token(

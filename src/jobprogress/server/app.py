@@ -200,9 +200,10 @@ def _json_bytes(payload: object) -> bytes:
 
 
 async def _send_json(
-    send: Send, status: int, payload: object, headers: Sequence[tuple[bytes, bytes]] = ()
+    send: Send, status: int, payload: object, headers: Sequence[tuple[bytes, bytes]] = (), *, close: bool
 ) -> None:
-    body = _json_bytes(payload)
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    extra = [(b"connection", b"close")] if close else []
     await send(
         {
             "type": "http.response.start",
@@ -210,13 +211,45 @@ async def _send_json(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode("ascii")),
-                # The request body may be unread: never let the connection carry it into a next request.
-                (b"connection", b"close"),
+                *extra,
                 *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _drain_asgi(scope: Scope, receive: Receive, budget: int) -> bool:
+    """Read and drop a request body we refuse, up to ``budget`` bytes; True when it ended within that.
+
+    Answering before the body is read and then closing makes the kernel reset the connection, and the
+    client may lose the answer with it; reading a small body first lets the answer arrive, and keeps
+    the connection usable.
+    """
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > budget:
+            return False
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        budget -= len(message.get("body", b""))
+        if budget < 0:
+            return False
+        if not message.get("more_body", False):
+            return True
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: int) -> bool:
+    """:func:`_drain_asgi` for a body already being read through ``request.stream()``."""
+    try:
+        async for chunk in chunks:
+            budget -= len(chunk)
+            if budget < 0:
+                return False
+    except ClientDisconnect:
+        return False
+    return True
 
 
 @dataclasses.dataclass
@@ -238,10 +271,11 @@ class _InFlightLimit:
     connections too, so this is the limit clients see; uvicorn's is a backstop set higher.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, counters: CollectorCounters) -> None:
+    def __init__(self, app: ASGIApp, limit: int, counters: CollectorCounters, max_body: int) -> None:
         self.app = app
         self.limit = limit
         self.counters = counters
+        self.max_body = max_body
         self.in_flight = 0  # one event loop: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -250,11 +284,13 @@ class _InFlightLimit:
             return
         if self.in_flight >= self.limit:
             self.counters.refused_busy += 1
+            drained = await _drain_asgi(scope, receive, self.max_body)
             await _send_json(
                 send,
                 503,
                 {"detail": f"too many requests in flight (limit {self.limit}); retry later"},
                 [(b"retry-after", str(BUSY_RETRY_AFTER).encode("ascii"))],
+                close=not drained,
             )
             return
         self.in_flight += 1
@@ -272,8 +308,9 @@ def _digest(token: bytes) -> bytes:
 class _BearerAuth:
     """Requires ``Authorization: Bearer <token>`` on every ``/v1/`` route; compares bytes in constant time."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, max_body: int) -> None:
         self.app = app
+        self.max_body = max_body
         self._expected = _digest(token.encode("utf-8"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -287,7 +324,8 @@ class _BearerAuth:
         detail, header = problem
         # Never echo the header or query values: they may be the token, or close to it.
         logger.info("refused %s %s: %s", scope.get("method", "?"), scope["path"], detail)
-        await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", header)])
+        drained = await _drain_asgi(scope, receive, self.max_body)
+        await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", header)], close=not drained)
 
     def _problem(self, scope: Scope) -> tuple[str, bytes] | None:
         query: bytes = scope.get("query_string", b"")
@@ -329,9 +367,12 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _problem(status: int, detail: str, **extra: Any) -> Response:
-    """An error response; ASCII-escaped JSON, so no text quoted from a request can break its encoding."""
-    headers = {"Connection": "close"} if status in (400, 413, 415) else None
+def _problem(status: int, detail: str, *, close: bool = False, **extra: Any) -> Response:
+    """An error response; ASCII-escaped JSON, so no text quoted from a request can break its encoding.
+
+    ``close`` for a refusal whose request body was not read to its end: the connection cannot be reused.
+    """
+    headers = {"Connection": "close"} if close else None
     body = json.dumps({"detail": detail, **extra}, separators=(",", ":"), ensure_ascii=True)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
@@ -412,17 +453,22 @@ class _Collector:
 
     async def _body(self, request: Request) -> bytes:
         try:
-            encoding = content_encoding(request.headers.getlist("content-encoding"))
             length = declared_length(request.headers.getlist("content-length"))
-            if length is not None and length > self.max_body:
-                raise BodyError(
-                    413, f"request body is {length} bytes, over the limit of {self.max_body} bytes"
-                )
-            return await read_bounded(request.stream(), limit=self.max_body, encoding=encoding)
         except BodyError as exc:
-            raise _Refusal(_problem(exc.status_code, exc.detail)) from None
+            raise _Refusal(_problem(exc.status_code, exc.detail, close=True)) from None
+        if length is not None and length > self.max_body:
+            detail = f"request body is {length} bytes, over the limit of {self.max_body} bytes"
+            raise _Refusal(_problem(413, detail, close=True))
+        chunks = request.stream()
+        try:
+            encoding = content_encoding(request.headers.getlist("content-encoding"))
+            return await read_bounded(chunks, limit=self.max_body, encoding=encoding)
+        except BodyError as exc:
+            # Read what is left (bounded), so the refusal reaches the client and the connection lives on.
+            drained = exc.status_code != 413 and await _drain(chunks, self.max_body)
+            raise _Refusal(_problem(exc.status_code, exc.detail, close=not drained)) from None
         except ClientDisconnect:
-            raise _Refusal(_problem(400, "client disconnected before the body ended")) from None
+            raise _Refusal(_problem(400, "client disconnected before the body ended", close=True)) from None
 
     async def _write(self, messages: list[Heartbeat | ProgressUpdate]) -> Response:
         if messages:
@@ -635,7 +681,7 @@ def create_app(
         exception_handlers={HTTPException: _http_exception, Exception: _server_fault},
         lifespan=lifespan,
     )
-    app.add_middleware(_BearerAuth, token=token.strip())
-    app.add_middleware(_InFlightLimit, limit=max_in_flight, counters=collector.counters)
+    app.add_middleware(_BearerAuth, token=token.strip(), max_body=max_body)
+    app.add_middleware(_InFlightLimit, limit=max_in_flight, counters=collector.counters, max_body=max_body)
     app.state.collector = collector
     return app
