@@ -458,77 +458,104 @@ def _failure_recency(worker: WorkerView) -> tuple[datetime, int]:
 def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
     """Fold one job's worker rows into a :class:`JobView` (rules in :mod:`jobprogress.store.views`).
 
-    Status, ``lost`` and ``stalled`` follow the same rules as the page query's filter in SQL.
+    Status, ``lost`` and ``stalled`` follow the same rules as the page query's filter in SQL. One
+    pass over the workers: the whole Jobs list folds tens of thousands of them.
     """
-    units = {worker.unit for worker in workers if worker.unit is not None}
     unit: str | None = None
-    done: int | None = None
-    total: int | None = None
+    mixed_units = False
+    done = 0
+    any_done = False
+    total: int | None = 0
+    rate = 0.0
+    any_rate = False
+    running = lost_count = stalled_count = 0
+    any_failed = any_cancelled = False
+    failed_latest: WorkerView | None = None
+    payload_latest: WorkerView | None = None
+    kind: str | None = None
+    updated_at: datetime | None = None
+    for worker in workers:
+        worker_unit = worker.unit
+        if worker_unit is not None:
+            if unit is None:
+                unit = worker_unit
+            elif worker_unit != unit:
+                mixed_units = True  # different units are never summed
+        if worker.done is not None:
+            done += worker.done
+            any_done = True
+        if worker.total is None:
+            total = None
+        elif total is not None:
+            total += worker.total
+        status = worker.status
+        if status == "running":
+            running += 1
+            if worker.lost:
+                lost_count += 1
+            elif worker.throughput is not None:
+                # Live workers only; a stalled one is alive but makes no progress, so adds nothing.
+                any_rate = True
+                if worker.stalled:
+                    stalled_count += 1
+                else:
+                    rate += worker.throughput
+            elif worker.stalled:
+                stalled_count += 1
+        elif status == "failed":
+            any_failed = True
+            if failed_latest is None or _failure_recency(worker) > _failure_recency(failed_latest):
+                failed_latest = worker
+        elif status == "cancelled":
+            any_cancelled = True
+        if worker.payload is not None and (
+            payload_latest is None or _recency(worker) > _recency(payload_latest)
+        ):
+            payload_latest = worker
+        if worker.kind is not None and (kind is None or worker.kind > kind):
+            kind = worker.kind
+        if worker.updated_at is not None and (updated_at is None or worker.updated_at > updated_at):
+            updated_at = worker.updated_at
     throughput: float | None = None
     eta: int | None = None
-    if len(units) <= 1:  # different units are never summed
-        unit = next(iter(units), None)
-        counts = [worker.done for worker in workers if worker.done is not None]
-        done = sum(counts) if counts else None
-        if all(worker.total is not None for worker in workers):
-            total = sum(worker.total for worker in workers if worker.total is not None)
-        # Live workers: running and not lost; a stalled one makes no progress, so it adds nothing.
-        rates = [
-            0.0 if worker.stalled else worker.throughput
-            for worker in workers
-            if worker.status == "running" and not worker.lost and worker.throughput is not None
-        ]
-        throughput = sum(rates) if rates else None
-        if total is not None and done is not None:
-            remaining = max(total - done, 0)
+    if mixed_units:
+        unit = total = None
+        job_done: int | None = None
+    else:
+        job_done = done if any_done else None
+        throughput = rate if any_rate else None
+        if total is not None and job_done is not None:
+            remaining = max(total - job_done, 0)
             if remaining == 0:
                 eta = 0
             elif throughput:
                 eta = math.ceil(remaining / throughput)
-    failed = [worker for worker in workers if worker.status == "failed"]
-    error = None
-    if failed:
-        latest = max(failed, key=_failure_recency)
-        error = latest.error
-    with_payload = [worker for worker in workers if worker.payload is not None]
-    payload = None
-    if with_payload:
-        payload = max(with_payload, key=_recency).payload
-    statuses = {worker.status for worker in workers}
-    if "failed" in statuses:
-        status = "failed"
-    elif "running" in statuses:
-        status = "running"
-    elif "cancelled" in statuses:
-        status = "cancelled"
+    if any_failed:
+        job_status = "failed"
+    elif running:
+        job_status = "running"
+    elif any_cancelled:
+        job_status = "cancelled"
     else:
-        status = "succeeded"
-    running = [worker for worker in workers if worker.status == "running"]
-    lost = bool(running) and all(worker.lost for worker in running)
-    stalled = (
-        bool(running)
-        and not lost
-        and all(worker.lost or worker.stalled for worker in running)
-        and any(worker.stalled for worker in running)
-    )
-    kinds = [worker.kind for worker in workers if worker.kind is not None]
-    stamps = [worker.updated_at for worker in workers if worker.updated_at is not None]
+        job_status = "succeeded"
+    lost = running > 0 and lost_count == running
+    stalled = running > 0 and stalled_count > 0 and lost_count + stalled_count == running
     return trusted(
         JobView,
         {
             "job_id": job_id,
-            "kind": max(kinds) if kinds else None,
+            "kind": kind,
             "unit": unit,
-            "done": done,
+            "done": job_done,
             "total": total,
             "throughput": throughput,
             "eta_seconds": eta,
-            "status": status,
+            "status": job_status,
             "stalled": stalled,
             "lost": lost,
-            "updated_at": max(stamps) if stamps else None,
-            "error": error,
-            "payload": payload,
+            "updated_at": updated_at,
+            "error": None if failed_latest is None else failed_latest.error,
+            "payload": None if payload_latest is None else payload_latest.payload,
             "workers": workers,
         },
         _JOB_FIELDS,
