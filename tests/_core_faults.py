@@ -1,7 +1,7 @@
 """Test sinks for the core fault tests: scripted failures, delays and hangs, and a JSON-lines file sink.
 
-Registered as a plugin through the same hook a third party uses (``jobprogress_register_sinks``):
-:func:`install` puts this module among the built-in plugin modules for one test.
+Registered as plugins through the same hook a third party uses, with the public test helper
+:func:`jobprogress.testing.registered_sink`: see :func:`fault_sinks`.
 
 * ``scripted://NAME`` - a :class:`ScriptedSink`, one per (process, NAME): a test configures the
   sink, fetches it with :func:`scripted` and scripts it (refuse, raise, sleep, hang). A forked child
@@ -15,18 +15,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from jobprogress import _plugins
 from jobprogress.envelope import Heartbeat, ProgressUpdate, parse_message
-from jobprogress.hookspecs import RegisterSink, hookimpl
+from jobprogress.testing import registered_sink
 
 Message = Heartbeat | ProgressUpdate
-
-PLUGIN_MODULES = ("jobprogress.sinks.stdout", "jobprogress.sinks.memory", __name__)
 
 
 class ScriptedSink:
@@ -140,17 +138,12 @@ class JsonlFileSink:
         pass
 
 
-@hookimpl
-def jobprogress_register_sinks(register: RegisterSink) -> None:
-    register("scripted", _scripted_factory)
-    register("jsonl", JsonlFileSink)
-
-
-def install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register this module's sinks beside stdout and memory, and no entry-point plugins, for one test."""
+@contextmanager
+def fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``scripted://`` and ``jsonl://`` beside the built-in sinks (and no entry-point plugins)."""
     monkeypatch.setenv("JOBPROGRESS_LOAD_PLUGINS", "")
-    monkeypatch.setattr(_plugins, "BUILTIN_PLUGINS", PLUGIN_MODULES)
-    _plugins.reset()
+    with registered_sink("scripted", _scripted_factory), registered_sink("jsonl", JsonlFileSink):
+        yield
 
 
 def release_all() -> None:

@@ -22,8 +22,16 @@ from pathlib import Path
 import pytest
 
 import jobprogress as jp
-from _core_faults import final_heartbeat, install, parse_lines, progress_of, read_jsonl, release_all, scripted
-from jobprogress import _plugins, _runtime
+from _core_faults import (
+    fault_sinks,
+    final_heartbeat,
+    parse_lines,
+    progress_of,
+    read_jsonl,
+    release_all,
+    scripted,
+)
+from jobprogress import _runtime
 from jobprogress.envelope import Heartbeat
 
 # Python 3.12+ warns when a process with threads forks; forking under running threads is the point here.
@@ -37,11 +45,10 @@ CHILD_TIMEOUT = 30.0
 
 @pytest.fixture(autouse=True)
 def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install(monkeypatch)
-    yield
-    release_all()
-    jp.shutdown(1.0)
-    _plugins.reset()
+    with fault_sinks(monkeypatch):
+        yield
+        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
+        jp.shutdown(1.0)
 
 
 def child_env(**settings: str) -> dict[str, str]:
@@ -207,8 +214,7 @@ def test_row33_open_tracker_at_exit_delivers_its_newest_count() -> None:
 HUNG_SINK_CHILD = """
 import sys, threading, time
 import jobprogress as jp
-from jobprogress import _plugins
-from jobprogress.hookspecs import hookimpl
+from jobprogress.testing import registered_sink
 
 class HungSink:
     def __init__(self, url):
@@ -220,12 +226,8 @@ class HungSink:
     def close(self, timeout):
         pass
 
-@hookimpl
-def jobprogress_register_sinks(register):
-    register("hung", HungSink)
-
-_plugins.BUILTIN_PLUGINS = ("jobprogress.sinks.stdout", "__main__")
-jp.configure(sinks=["hung://", "stdout://"], exit_timeout=0.5)
+with registered_sink("hung", HungSink):
+    jp.configure(sinks=["hung://", "stdout://"], exit_timeout=0.5)
 with jp.track("hung-exit") as tracker:
     tracker.advance()
 time.sleep(0.2)  # the hung sink is now stuck in send()
@@ -248,8 +250,7 @@ def test_row33_exit_with_a_hung_sink_is_bounded_by_exit_timeout() -> None:
 FAILING_SINK_CHILD = """
 import time
 import jobprogress as jp
-from jobprogress import _plugins
-from jobprogress.hookspecs import hookimpl
+from jobprogress.testing import registered_sink
 
 class RefusingSink:
     def __init__(self, url):
@@ -261,12 +262,8 @@ class RefusingSink:
     def close(self, timeout):
         pass
 
-@hookimpl
-def jobprogress_register_sinks(register):
-    register("refusing", RefusingSink)
-
-_plugins.BUILTIN_PLUGINS = ("jobprogress.sinks.stdout", "__main__")
-jp.configure(sinks=["refusing://", "stdout://"], exit_timeout=5.0)
+with registered_sink("refusing", RefusingSink):
+    jp.configure(sinks=["refusing://", "stdout://"], exit_timeout=5.0)
 for index in range(100):
     with jp.track(f"refused-{index}") as tracker:
         tracker.advance()
@@ -455,8 +452,8 @@ def test_row34_plain_fork_child_delivers_at_exit_and_never_resends_the_parents_j
 FLAKY_SINK_CHILD = """
 import time
 import jobprogress as jp
-from jobprogress import _mailbox, _plugins
-from jobprogress.hookspecs import hookimpl
+from jobprogress import _mailbox
+from jobprogress.testing import registered_sink
 
 class FlakySink:
     def __init__(self, url):
@@ -472,13 +469,9 @@ class FlakySink:
     def close(self, timeout):
         pass
 
-@hookimpl
-def jobprogress_register_sinks(register):
-    register("flaky", FlakySink)
-
-_plugins.BUILTIN_PLUGINS = ("__main__",)
 _mailbox.BACKOFF_BASE = 0.01  # three retries in tens of milliseconds instead of seven seconds
-jp.configure(sinks=["flaky://"], interval=0.01)
+with registered_sink("flaky", FlakySink):
+    jp.configure(sinks=["flaky://"], interval=0.01)
 with jp.track("flaky-a") as tracker:
     tracker.advance(1)
 deadline = time.monotonic() + 10

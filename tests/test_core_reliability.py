@@ -28,14 +28,14 @@ import pytest
 import jobprogress as jp
 from _core_faults import (
     ScriptedSink,
+    fault_sinks,
     final_heartbeat,
-    install,
     progress_of,
     release_all,
     scripted,
     wait_for,
 )
-from jobprogress import _mailbox, _plugins, _runtime
+from jobprogress import _mailbox, _runtime
 from jobprogress._counter import CounterBase, PyCounterBase
 from jobprogress._mailbox import Mailbox
 from jobprogress._reporter import Reporter
@@ -53,11 +53,10 @@ from jobprogress.testing import FakeClock, capture_progress
 
 @pytest.fixture(autouse=True)
 def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    install(monkeypatch)
-    yield
-    release_all()  # a hung sink must not hold shutdown (or a thread) past the test
-    jp.shutdown(1.0)
-    _plugins.reset()
+    with fault_sinks(monkeypatch):
+        yield
+        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
+        jp.shutdown(1.0)
 
 
 @pytest.fixture
