@@ -139,7 +139,7 @@ class SharedDatabase:
 
         dsn = self._server.set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(statement)  # type: ignore[arg-type]
+            connection.execute(statement.encode())
 
     def start(self) -> None:
         self._admin(f'CREATE DATABASE "{self.name}"')

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ def _last_line(path: Path) -> str:
 class Fleet:
     """The worker processes: started, SIGKILLed and restarted with the same worker id, stopped at the end."""
 
-    def __init__(self, context: BaseContext, specs: list[WorkerSpec]) -> None:
+    def __init__(self, context: ForkServerContext, specs: list[WorkerSpec]) -> None:
         self._context = context
         self.specs = {spec.worker_id: spec for spec in specs}
         self.processes: dict[str, BaseProcess] = {}
@@ -223,6 +223,7 @@ class Soak:
         self.proxy: FaultProxy | None = None
         self.fleet: Fleet | None = None
         self.pollers: list[Poller] = []
+        self.injector: Injector | None = None
         self.notes: list[str] = []
         self.expected_faults = list(FAULT_CYCLE)
 
@@ -317,6 +318,9 @@ class Soak:
             poller.start()
 
     def teardown(self) -> None:
+        if self.injector is not None:
+            # Let running faults end first: a fault thread may still SIGCONT or restart something.
+            self.injector.finish(timeout=30.0)
         if self.fleet is not None:
             self.fleet.kill_all()
         for poller in self.pollers:
@@ -429,6 +433,7 @@ class Soak:
 
     def run(self) -> Verdict:
         arguments = self.arguments
+        self.load_before = os.getloadavg()[0]
         self.start_services()
         began = time.time()
         self.start_fleet()
@@ -436,7 +441,7 @@ class Soak:
         assert self.proxy is not None
         warmup = min(10.0, arguments.duration * 0.15)
         quiet = max(12.0, arguments.duration * 0.1)
-        injector = Injector(self, self.schedule(warmup, quiet), began)
+        injector = self.injector = Injector(self, self.schedule(warmup, quiet), began)
         injector.start()
         print(
             f"soak: {len(self.fleet.specs)} workers ({arguments.workers_sqlite} sqlite, "
@@ -478,6 +483,10 @@ class Soak:
         for error in injector.errors:
             verdict.fail(f"fault injection failed: {error}")
         verdict.notes[:0] = self.notes
+        verdict.notes.append(
+            f"machine: {os.cpu_count()} CPUs, load average {self.load_before:.1f} before the run, "
+            f"{os.getloadavg()[0]:.1f} at its end (other processes included)"
+        )
         if arguments.keep:
             self.dump()
         verdict.lines.insert(
