@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import os
 import statistics
 import subprocess
@@ -35,10 +36,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import jobprogress as jp
-from jobprogress import _plugins
-from jobprogress.hookspecs import RegisterSink, hookimpl
+from jobprogress.testing import registered_sink
 
-# -- sinks for the benchmark, registered through the plugin hook like any third-party sink ----------
+# -- sinks for the benchmark, registered through the plugin hook like any third-party sink -----------
 
 
 class NullSink:
@@ -75,17 +75,14 @@ class HungSink(NullSink):
         _release.wait()
 
 
-@hookimpl
-def jobprogress_register_sinks(register: RegisterSink) -> None:
-    register("null", NullSink)
-    register("slow", SlowSink)
-    register("hung", HungSink)
+_registrations = contextlib.ExitStack()
 
 
 def use_bench_sinks() -> None:
-    os.environ["JOBPROGRESS_LOAD_PLUGINS"] = ""
-    _plugins.BUILTIN_PLUGINS = ("jobprogress.sinks.stdout", "jobprogress.sinks.memory", __name__)  # type: ignore[misc]
-    _plugins.reset()
+    """``null://``, ``slow://`` and ``hung://`` for the rest of the run, registered as plugins are."""
+    os.environ["JOBPROGRESS_LOAD_PLUGINS"] = ""  # only the built-ins and these: no entry-point plugins
+    for scheme, factory in (("null", NullSink), ("slow", SlowSink), ("hung", HungSink)):
+        _registrations.enter_context(registered_sink(scheme, factory))
 
 
 def reconfigure(*sinks: str, **settings: float) -> None:
