@@ -189,3 +189,78 @@ def stored_rows(target: StoreTarget, prefix: str = "cf_") -> list[dict[str, Any]
         rows = [dict(row._mapping) for row in result]
     engine.dispose()
     return rows
+
+
+class PrivatePostgres:
+    """A throwaway Postgres cluster of one test: its own directory and port, restartable at will.
+
+    Restarting the shared server would break every other test using it; this one belongs to the test.
+    Needs root (the server runs as ``postgres``) and the server binaries, else the test is skipped.
+    """
+
+    def __init__(self, root: Path) -> None:
+        import glob
+        import socket
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not hasattr(os, "geteuid") or os.geteuid() != 0 or not found:
+            pytest.skip("a private Postgres cluster needs root and /usr/lib/postgresql/*/bin")
+        self._bin = Path(found[-1]).parent
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.root = root
+        self.data = root / "data"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._running = False
+
+    def _as_postgres(self, *args: str) -> None:
+        import subprocess
+
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], check=True, timeout=120, capture_output=True
+        )
+
+    def _pg_ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.root / "postgres.log")
+        self._as_postgres(
+            str(self._bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", log, "-w", *args
+        )
+
+    def start(self) -> None:
+        import pwd
+
+        os.chown(self.root, pwd.getpwnam("postgres").pw_uid, -1)
+        self._as_postgres(str(self._bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self._pg_ctl("start")
+        self._running = True
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every client connection is terminated; waits until it is back."""
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        if self._running:
+            self._running = False
+            self._as_postgres(
+                str(self._bin / "pg_ctl"), "-D", str(self.data), "-w", "stop", "-m", "immediate"
+            )
+
+
+@pytest.fixture(name="private_postgres")
+def private_postgres_fixture() -> Iterator[PrivatePostgres]:
+    import shutil
+    import tempfile
+
+    # Not under pytest's tmp_path: its parents are private to root, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="jobprogress-test-pg-"))
+    try:
+        cluster = PrivatePostgres(root)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Store faults per backend: SQLite locks, WAL and bad files; Postgres outages and timeouts; DuckDB's lock.
 
-RELIABILITY rows 11-14, 16 and 17. Row 16 (Postgres restart mid-run) is simulated by terminating the
-pool's server connections with ``pg_terminate_backend``, which is what a restart does to a client;
-restarting the shared cluster would break every other test running against it.
+RELIABILITY rows 11-14, 16 and 17. Row 16 (Postgres restart mid-run) runs twice: against the shared
+server by terminating exactly the sink's connections (``pg_terminate_backend``, what a restart does to
+a client), and for real with ``pg_ctl restart -m fast`` on a private throwaway cluster of the test's
+own, since restarting the shared server would break every other test running against it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from sqlalchemy import event
 
 import jobprogress as jp
 from _store_support import (
+    PrivatePostgres,
     StoreTarget,
     backend_params,
     envelope,
     heartbeat,
+    private_postgres_fixture,  # noqa: F401  (the private_postgres fixture)
     store_target_fixture,  # noqa: F401  (the store_target fixture)
     stored_rows,
     update,
@@ -247,6 +250,35 @@ def test_row16_tracker_final_state_lands_after_connections_drop(store_target: St
     assert jp.flush(timeout=5.0)
     row = stored_rows(store_target)[0]
     assert (row["status"], row["done"], row["worker_id"]) == ("succeeded", 10, "pg-worker")
+
+
+def _postmaster_started(url: str) -> object:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool
+    )
+    with engine.connect() as connection:
+        started = connection.execute(sa.text("SELECT pg_postmaster_start_time()")).scalar_one()
+    engine.dispose()
+    return started
+
+
+@pytest.mark.slow
+def test_row16_real_postgres_restart_mid_run(private_postgres: PrivatePostgres) -> None:
+    before = _postmaster_started(private_postgres.url)
+    jp.configure(sinks=[private_postgres.url], interval=0.05)
+    with jp.track("restarted-db", unit="rows", total=10, worker_id="pg-worker") as tracker:
+        tracker.advance(4)
+        assert jp.flush(timeout=10.0)
+        private_postgres.restart()  # pg_ctl restart -m fast: the sink's pooled connection dies
+        tracker.advance(6)
+    assert jp.flush(timeout=15.0)  # reconnected (pre-ping, or a retry) and the final state landed
+    assert _postmaster_started(private_postgres.url) != before  # it really was restarted
+    with ProgressStore(private_postgres.url) as store:
+        job = store.job("restarted-db")
+    assert job is not None
+    assert (job.status, job.done, job.total) == ("succeeded", 10, 10)
 
 
 @postgres_only
