@@ -30,9 +30,13 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX si
 
 WORKER = r"""
 import json, sys, threading, time
-import jobprogress as jp
 
 config = json.loads(sys.argv[1])
+if config.get("skew"):  # a worker whose wall clock is off, patched before jobprogress reads it
+    _real_time = time.time
+    time.time = lambda: _real_time() + config["skew"]
+import jobprogress as jp
+
 jp.configure(sinks=[config["url"]], worker_id=config["worker"], interval=config["interval"],
              keepalive=config.get("keepalive", 10.0))
 mode = config["mode"]
@@ -57,6 +61,20 @@ if mode == "many":
     flushed = jp.flush(timeout=20.0)
     failures = sum(sink["failures"] for sink in jp.stats()["sinks"].values())
     print(json.dumps({"errors": errors, "flushed": flushed, "failures": failures}), flush=True)
+elif mode == "write":  # a collector process: StoreWriter.write with interleaved seqs
+    from jobprogress.envelope import Heartbeat, JobProgressEnvelope
+    from jobprogress.envelope import utcnow_from
+    from jobprogress.store import StoreWriter
+
+    with StoreWriter(config["url"]) as writer:
+        for seq in range(config["first"], config["last"], 2):
+            now = utcnow_from(time.time())
+            envelope = JobProgressEnvelope(items_done=seq, items_total=1000, updated_at=now)
+            writer.write([
+                Heartbeat(job_id=f"shared-{seq % 3}", worker_id="w", run_id="r", seq=seq, status="running",
+                          progress=envelope, updated_at=now)
+            ])
+    print(json.dumps({"done": True}), flush=True)
 elif mode == "endless":
     with jp.track(config["job"], unit="files", total=config["total"], worker_id=config["worker"],
                   resume=config.get("resume", False)) as tracker:
@@ -222,3 +240,51 @@ def test_row32_sigkill_then_restart_takes_the_row_over(
     assert final.workers[0].seq is not None
     assert old_seq is not None
     assert final.workers[0].seq > old_seq
+
+
+@pytest.mark.parametrize("store_target", backend_params("sqlite", "postgres"), indirect=True)
+def test_row09_two_writer_processes_on_one_row_newest_seq_wins(
+    store_target: StoreTarget, processes: list[subprocess.Popen[str]]
+) -> None:
+    # What two collectors on one database do: interleaved seqs for the same rows, at the same time.
+    for first in (1, 2):
+        processes.append(
+            start_worker(url=store_target.url, worker="x", interval=1.0, mode="write", first=first, last=301)
+        )
+    for process in processes:
+        _, stderr = finish(process)
+        assert process.returncode == 0, stderr
+    rows = {row["job_id"]: row for row in stored_rows(store_target)}
+    assert {job: (row["seq"], row["done"]) for job, row in rows.items()} == {
+        "shared-0": (300, 300), "shared-1": (298, 298), "shared-2": (299, 299),
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store_target", backend_params("sqlite", "postgres"), indirect=True)
+def test_row30_worker_clock_an_hour_behind_is_judged_on_the_store_clock(
+    store_target: StoreTarget, processes: list[subprocess.Popen[str]]
+) -> None:
+    stall_after = 1.0
+    worker = start_worker(
+        url=store_target.url, worker="behind", interval=0.05, keepalive=0.2, mode="endless",
+        job="skewed-scan", total=10**9, pause=0.01, skew=-3600.0,
+    )  # fmt: skip
+    processes.append(worker)
+    assert worker.stdout is not None
+    worker.stdout.readline()
+    wait_for(lambda: store_target.path is None or store_target.path.exists(), 30)
+    with ProgressStore(store_target.url, stall_after=stall_after) as store:
+        wait_for(lambda: (job := store.job("skewed-scan")) is not None and (job.done or 0) > 0, 30)
+        for _ in range(5):  # judged by the worker's clock it would be an hour silent: lost at once
+            job = store.job("skewed-scan")
+            assert job is not None
+            assert job.state == "running"
+            assert job.updated_at is not None
+            assert store_now(store) - job.updated_at.timestamp() > 3000  # the worker's stamp, kept
+            time.sleep(stall_after / 2)
+        worker.kill()
+        killed = time.monotonic()
+        worker.wait(timeout=30)
+        wait_for(lambda: (job := store.job("skewed-scan")) is not None and job.lost, stall_after + 5)
+        assert time.monotonic() - killed <= stall_after + 1.0
