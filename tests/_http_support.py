@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -332,7 +333,7 @@ def collector_process(
         def healthy() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(
-                    f"collector exited with {process.returncode}: {open(log_path).read()[-2000:]}"
+                    f"collector exited with {process.returncode}: {Path(log_path).read_text()[-2000:]}"
                 )
             try:
                 return httpx.get(url + "/healthz", timeout=1).status_code == 200
