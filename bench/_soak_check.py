@@ -296,12 +296,14 @@ def check(
     redone = sum(result.get("items_redone", 0) for result in results)
     resumes = [resume for result in results for resume in result.get("resumes", [])]
     direct = [resume["journal"] - resume["stored"] for resume in resumes if resume["direct"]]
+    low, high = min(direct, default=0), max(direct, default=0)
+    lag = f"{low}" if low == high else f"{low}-{high}"
     verdict.show(
         f"double counting: none in {observations} store observations (each <= the journal at that moment)"
     )
     verdict.show(
         f"restarts: {len(resumes)} jobs resumed after SIGKILL ({len(direct)} with resume=True from the "
-        f"store, lagging the journal by {min(direct, default=0)}-{max(direct, default=0)} items, redone: "
+        f"store, lagging the journal by {lag} items, redone: "
         f"{redone}; {len(resumes) - len(direct)} through the collector from the journal)"
     )
 
