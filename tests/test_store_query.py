@@ -249,3 +249,30 @@ def test_closed_store_refuses(store: ProgressStore) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.jobs()
+
+
+def test_concurrent_reads_from_threads(store_target: StoreTarget, writer: StoreWriter) -> None:
+    # The collector serves reads from several threads through one store.
+    import threading
+
+    from jobprogress.store import _engine
+
+    writer.write([heartbeat(1, job=f"job-{index}") for index in range(20)])
+    results: list[int] = []
+    with ProgressStore(store_target.url) as store:
+        barrier = threading.Barrier(8)
+
+        def read() -> None:
+            barrier.wait()
+            for _ in range(5):
+                results.append(len(store.jobs()))
+
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        key = store._lease[0] if store._lease else None
+        assert key is not None
+        assert _engine._users[key] == 2  # this store once, the writer once: no lease leaked by a race
+    assert results == [20] * 40

@@ -12,6 +12,7 @@ import gc
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -110,6 +111,7 @@ class ProgressStore:
         self._settings = EngineSettings(connect_timeout=connect_timeout, statement_timeout=statement_timeout)
         self._check_file()
         self._lease: tuple[EngineKey, Engine] | None = None
+        self._lock = threading.Lock()
         self._version_checked = False
         self._closed = False
 
@@ -183,9 +185,10 @@ class ProgressStore:
 
     def close(self) -> None:
         """Release this store's hold on the shared engine; idempotent."""
-        self._closed = True
-        lease, self._lease = self._lease, None
-        if lease is not None:
+        with self._lock:
+            self._closed = True
+            lease, self._lease = self._lease, None
+        if lease is not None and lease[0][3] == os.getpid():
             release_engine(lease[0])
 
     def __enter__(self) -> ProgressStore:
@@ -293,10 +296,14 @@ class ProgressStore:
                 f"the progress store for {self._url.render_as_string(hide_password=True)} is closed"
             )
         lease = self._lease
-        if lease is None or lease[0][3] != os.getpid():
-            lease = acquire_engine(self._url, self._settings)
-            self._lease = lease
-        return lease[1]
+        if lease is not None and lease[0][3] == os.getpid():
+            return lease[1]
+        with self._lock:  # the collector reads from several threads: acquire the engine once
+            lease = self._lease
+            if lease is None or lease[0][3] != os.getpid():
+                lease = acquire_engine(self._url, self._settings)
+                self._lease = lease
+            return lease[1]
 
     def _check_file(self) -> None:
         if self._backend == "sqlite":

@@ -387,7 +387,7 @@ class StoreWriter:
         with self._lock:
             self._closed = True
             lease, self._lease = self._lease, None
-        if lease is not None:
+        if lease is not None and lease[0][3] == os.getpid():  # a parent's engine stays the parent's
             release_engine(lease[0])
 
     def __enter__(self) -> StoreWriter:
