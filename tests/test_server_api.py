@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -265,6 +266,22 @@ def test_row24_oversized_body_gzip_bomb_is_413(collector: Collector) -> None:
     )
     assert response.status_code == 413
     assert "inflates" in response.json()["detail"]
+
+
+def test_a_trickled_body_is_408_after_the_body_timeout() -> None:
+    writer = MemoryWriter()
+    app = create_app(token=TOKEN, writer=writer, reader=StaticReader(), body_timeout=0.5)
+    with running_app(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        head = _head("/v1/batch", f"Authorization: Bearer {TOKEN}", "Content-Length: 100")
+        started = time.monotonic()
+        status, headers, body = raw_request(port, head, [b"[" + b" " * 9])  # 10 of 100 bytes, then silence
+        elapsed = time.monotonic() - started
+    assert status == 408
+    assert headers.get("connection") == "close"
+    assert "0.5 s" in json.loads(body)["detail"]
+    assert 0.4 < elapsed < 3.0
+    assert writer.messages == []
 
 
 def test_row24_body_of_exactly_the_limit_is_accepted(collector: Collector) -> None:

@@ -68,6 +68,7 @@ logger = logging.getLogger("jobprogress.server")
 DEFAULT_MAX_BODY: Final = 65536
 DEFAULT_MAX_BATCH: Final = 1000
 DEFAULT_MAX_IN_FLIGHT: Final = 64
+DEFAULT_BODY_TIMEOUT: Final = 10.0
 DEFAULT_JOBS_LIMIT: Final = 500
 MAX_JOBS_LIMIT: Final = 10000
 MAX_JOBS_OFFSET: Final = 2**31 - 1
@@ -439,10 +440,12 @@ class _Collector:
         *,
         max_body: int,
         max_batch: int,
+        body_timeout: float,
     ) -> None:
         self.writer = writer
         self.reader = reader
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.batch_adapter: TypeAdapter[list[Heartbeat | ProgressUpdate]] = TypeAdapter(
             Annotated[list[Message], Field(max_length=max_batch)]
         )
@@ -462,7 +465,12 @@ class _Collector:
         chunks = request.stream()
         try:
             encoding = content_encoding(request.headers.getlist("content-encoding"))
-            return await read_bounded(chunks, limit=self.max_body, encoding=encoding)
+            # A client trickling its body would hold an in-flight slot for as long as it likes.
+            with anyio.fail_after(self.body_timeout):
+                return await read_bounded(chunks, limit=self.max_body, encoding=encoding)
+        except TimeoutError:
+            detail = f"the request body did not arrive within {self.body_timeout:g} s"
+            raise _Refusal(_problem(408, detail, close=True)) from None
         except BodyError as exc:
             # Read what is left (bounded), so the refusal reaches the client and the connection lives on.
             drained = exc.status_code != 413 and await _drain(chunks, self.max_body)
@@ -611,6 +619,7 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     table_prefix: str = "cf_",
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     writer: MessageWriter | None = None,
     reader: JobReader | None = None,
 ) -> Starlette:
@@ -625,6 +634,7 @@ def create_app(
         max_batch: Most messages in one ``POST /v1/batch``.
         max_in_flight: Requests served at once; more are answered 503 with ``Retry-After``.
         table_prefix: Prefix of the store's tables.
+        body_timeout: Seconds a request body may take to arrive; slower ones are answered 408.
         writer: Writes messages (default ``StoreWriter(db_url)``); closed when the app shuts down.
         reader: Reads the Jobs view (default ``ProgressStore(db_url)``); closed when the app shuts down.
 
@@ -639,8 +649,9 @@ def create_app(
     for name, value in (("max_body", max_body), ("max_batch", max_batch), ("max_in_flight", max_in_flight)):
         if not isinstance(value, int) or value < 1:
             raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-    if not (isinstance(stall_after, (int, float)) and math.isfinite(stall_after) and stall_after > 0):
-        raise ConfigurationError(f"stall_after must be a positive number of seconds, got {stall_after!r}")
+    for name, seconds in (("stall_after", stall_after), ("body_timeout", body_timeout)):
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+            raise ConfigurationError(f"{name} must be a positive number of seconds, got {seconds!r}")
     if (writer is None or reader is None) and not db_url:
         raise ConfigurationError("the collector needs a database URL (--db)")
     if writer is None:
@@ -651,7 +662,7 @@ def create_app(
     if reader is None:
         assert db_url is not None
         reader = _StoreReader(db_url, stall_after=stall_after, table_prefix=table_prefix)
-    collector = _Collector(writer, reader, max_body=max_body, max_batch=max_batch)
+    collector = _Collector(writer, reader, max_body=max_body, max_batch=max_batch, body_timeout=body_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

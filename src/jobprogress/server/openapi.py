@@ -100,6 +100,7 @@ def _write_operation(summary: str, schema: dict[str, Any], max_body: int) -> dic
                 },
             },
             "400": _error("The body is not JSON, or not valid gzip."),
+            "408": _error("The body did not arrive in time."),
             "413": _error(f"The body is over {max_body} bytes, before or after inflation."),
             "415": _error("Unsupported Content-Encoding."),
             "422": _error("A field is missing or invalid; `errors` names each one."),

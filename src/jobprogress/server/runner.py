@@ -93,6 +93,7 @@ def serve(
     stall_after: float = 30.0,
     max_body: int = 65536,
     table_prefix: str = "cf_",
+    body_timeout: float = 10.0,
     log_level: str = "info",
     access_log: bool = True,
     ssl_certfile: str | None = None,
@@ -111,6 +112,7 @@ def serve(
         stall_after: Seconds after which running workers are judged stalled or lost by the read routes.
         max_body: Largest request body in bytes, also after gzip inflation.
         table_prefix: Prefix of the store's tables.
+        body_timeout: Seconds a request body may take to arrive; slower ones are answered 408.
         log_level: uvicorn's log level.
         access_log: Whether uvicorn logs each request (credential-like query values are redacted).
         ssl_certfile: PEM certificate to serve HTTPS directly.
@@ -143,6 +145,7 @@ def serve(
         max_body=max_body,
         max_in_flight=in_flight,
         table_prefix=table_prefix,
+        body_timeout=body_timeout,
     )
     logging.getLogger("uvicorn.access").addFilter(RedactQueryCredentials())
     if host not in ("127.0.0.1", "localhost", "::1") and ssl_certfile is None:
