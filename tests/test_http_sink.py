@@ -80,6 +80,7 @@ def test_http_and_https_schemes_are_registered_through_the_hook(token_env: str) 
         ("http://127.0.0.1:notaport", "invalid port"),
         ("http://", "no host"),
         ("http://127.0.0.1:8787?verify=/no/such/ca.pem", "CA bundle"),
+        ("http://127.0.0.1:8787?compress=brotli", "compress"),
     ],
 )
 def test_bad_urls_are_configuration_errors(url: str, fragment: str) -> None:
@@ -133,6 +134,22 @@ def test_send_posts_one_json_array_to_v1_batch_with_the_bearer_token(token_env: 
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.headers["content-type"] == "application/json"
     assert parse_messages(request.body) == messages
+
+
+def test_compress_gzip_sends_gzip_bodies(token_env: str, make_sink) -> None:
+    import gzip
+
+    messages = [heartbeat(job_id=f"gz-{i}") for i in range(300)]
+    with ScriptedStub() as stub:
+        make_sink(stub.url + "?compress=gzip").send(messages)
+    received = []
+    for request in stub.requests:
+        assert request.headers["content-encoding"] == "gzip"
+        inflated = gzip.decompress(request.body)
+        assert len(inflated) <= MAX_BATCH_BYTES  # the collector's limit holds after inflation
+        assert len(request.body) < len(inflated) / 3
+        received.extend(parse_messages(inflated))
+    assert received == messages
 
 
 def test_large_batches_are_split_under_the_message_and_byte_limits(token_env: str, make_sink) -> None:

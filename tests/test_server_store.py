@@ -177,6 +177,15 @@ def test_row7_duplicate_delivery_after_a_lost_reply_is_one_row(collector: httpx.
     assert after["workers"][0]["progressed_at"] == before["workers"][0]["progressed_at"]
 
 
+def test_the_sink_delivers_gzip_bodies_to_the_collector(collector: httpx.Client, sink) -> None:
+    gzipped = HttpSink(f"{collector.base_url}?compress=gzip")
+    sink.append(gzipped)
+    gzipped.send([heartbeat(f"gz-{i}", done=i, total=400) for i in range(400)])  # several bodies
+    jobs = collector.get("/v1/jobs?limit=1000").json()
+    assert len(jobs) == 400
+    assert {job["job_id"]: job["done"] for job in jobs} == {f"gz-{i}": i for i in range(400)}
+
+
 def test_row9_two_collector_processes_on_one_database(
     store: Store, token_file: Path, tmp_path: Path, sink
 ) -> None:
