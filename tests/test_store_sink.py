@@ -130,6 +130,8 @@ _SHARED: dict[str, SqlSink] = {}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+# Python 3.12+ warns about fork() when any thread runs (say, another library's); this test forks on purpose.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("store_target", backend_params("sqlite", "postgres"), indirect=True)
 def test_forked_child_builds_its_own_engine(store_target: StoreTarget) -> None:
     sink = SqlSink(store_target.url)
