@@ -174,7 +174,9 @@ def test_row14_database_full_is_a_retryable_sink_error(store_target: StoreTarget
     try:
         sink.send([heartbeat(1)])
         engine = sink._get_writer()._engine()
-        pages = sqlite3.connect(store_target.path).execute("PRAGMA page_count").fetchone()[0]
+        probe = raw_sqlite(store_target.path)
+        pages = probe.execute("PRAGMA page_count").fetchone()[0]
+        probe.close()
 
         @event.listens_for(engine, "checkout")
         def cap_pages(dbapi_connection: sqlite3.Connection, *_: object) -> None:
