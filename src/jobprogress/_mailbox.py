@@ -88,16 +88,22 @@ class Mailbox:
 
     def put(self, key: Key, messages: list[Message], *, keepalive: bool = False) -> None:
         """Queue the newest state of ``key``; a keepalive never displaces a pending state."""
+        self.put_many([(key, messages, keepalive)])
+
+    def put_many(self, due: Sequence[tuple[Key, list[Message], bool]]) -> None:
+        """Queue what one reporter pass produced, under one lock and with one wake-up."""
+        pending = self._pending
         with self._lock:
-            if key in self._pending:
-                if keepalive:
-                    return
-                self.stats["replaced"] += 1
-            elif len(self._pending) >= MAX_PENDING_KEYS:
-                oldest = next(iter(self._pending))
-                self.stats["dropped_overflow"] += len(self._pending.pop(oldest))
-                self._log_once("overflow", True, "mailbox full; dropping the oldest undelivered state")
-            self._pending[key] = messages
+            for key, messages, keepalive in due:
+                if key in pending:
+                    if keepalive:
+                        continue
+                    self.stats["replaced"] += 1
+                elif len(pending) >= MAX_PENDING_KEYS:
+                    oldest = next(iter(pending))
+                    self.stats["dropped_overflow"] += len(pending.pop(oldest))
+                    self._log_once("overflow", True, "mailbox full; dropping the oldest undelivered state")
+                pending[key] = messages
         if self._threaded:
             self._ensure_thread()
             self._wake.set()

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from .sinks import AnySink
 
     Message = Heartbeat | ProgressUpdate
+    Due = tuple[tuple[str, str], list[Message], bool]
+    """(key, messages, is_keepalive) queued by one pass."""
 
 __all__ = ["Reporter", "Slot", "build_envelope", "next_seq"]
 
@@ -42,6 +44,31 @@ LINGER: Final = 0.005
 """Seconds the reporter waits after a wake-up before its pass, to gather a burst of events."""
 # Bytes of a heartbeat with progress besides its strings and payload, with every number at its widest.
 _HEARTBEAT_SKELETON_BYTES: Final = 430
+
+
+class _Models:
+    """The pydantic message classes and enum members, loaded once (pydantic is not imported at startup)."""
+
+    def __init__(self) -> None:
+        from . import envelope
+
+        self.trusted = envelope.trusted
+        self.envelope_class: type[JobProgressEnvelope] = envelope.JobProgressEnvelope
+        self.heartbeat_class: type[Heartbeat] = envelope.Heartbeat
+        self.update_class: type[ProgressUpdate] = envelope.ProgressUpdate
+        self.statuses = {status.value: status for status in envelope.JobStatus}
+        self.units = {unit.value: unit for unit in envelope.ProgressUnit}
+
+
+_models: _Models | None = None
+
+
+def models() -> _Models:
+    global _models
+    if _models is None:
+        _models = _Models()
+    return _models
+
 
 _seq_lock = threading.Lock()
 _last_seq = 0
@@ -111,29 +138,31 @@ def build_envelope(
     tracker: Tracker, slot: Slot | None, updated_at: datetime | None, done: int | None = None
 ) -> JobProgressEnvelope:
     """The envelope of ``tracker`` now, with rate and ETA from its slot's estimator when sampled."""
-    from .envelope import JobProgressEnvelope, ProgressUnit
-
+    m = _models or models()
     done = tracker.done if done is None else done
-    total = tracker.total
+    total = tracker._total
+    status = tracker._status
     rate = eta = None
     if slot is not None:
-        rate = slot.estimator.rate()
-        if total is not None:
-            remaining = slot.estimator.eta(total)
+        estimator = slot.estimator
+        rate = estimator.rate()
+        if total is not None and status == "running":
+            remaining = estimator.eta(total)
             if remaining is not None:
                 eta = min(round(remaining), MAX_COUNT)
-    if tracker.status == "succeeded":
+    if status == "succeeded":
         eta = 0
-    elif tracker.status in _FINAL:
-        eta = None
-    return JobProgressEnvelope.model_construct(
-        items_done=min(done, MAX_COUNT),
-        items_total=total,
-        unit=ProgressUnit(tracker.unit),
-        throughput_per_sec=rate,
-        eta_seconds=eta,
-        updated_at=updated_at or datetime.now(timezone.utc),
-        payload=tracker._payload,
+    return m.trusted(
+        m.envelope_class,
+        {
+            "items_done": min(done, MAX_COUNT),
+            "items_total": total,
+            "unit": m.units[tracker._unit],
+            "throughput_per_sec": rate,
+            "eta_seconds": eta,
+            "updated_at": updated_at or datetime.now(timezone.utc),
+            "payload": tracker._payload,
+        },
     )
 
 
@@ -166,6 +195,8 @@ class Reporter:
             for name, sink in sinks
         ]
         self._sample_period = min(settings.interval, MAX_SAMPLE_PERIOD)
+        self._interval = settings.interval
+        self._keepalive = settings.keepalive
         self._slots: dict[int, Slot] = {}
         self._incoming: deque[tuple[Tracker, int]] = deque()
         self._sinkless: dict[int, Tracker] = {}
@@ -216,6 +247,9 @@ class Reporter:
         """Handle started/finished trackers, and on sample ticks (or ``force``) sample every tracker."""
         with self._pass_lock:
             now = self._clock()
+            stamp = _utc(self._wallclock())  # one updated_at for every message of the pass
+            due: list[Due] = []
+            sample_tick = force or now >= self._next_sample
             while self._incoming:
                 tracker, seq_floor = self._incoming.popleft()
                 slot = tracker._slot
@@ -225,32 +259,33 @@ class Reporter:
                 slot.seq_floor = max(slot.seq_floor, seq_floor)
                 slot.urgent = True
                 self._slots[id(tracker)] = slot
-                if not (force or now >= self._next_sample):
-                    self._visit(slot, now, sample=False, force=False)
-            if force or now >= self._next_sample:
+                if not sample_tick:
+                    self._visit(slot, now, stamp, due, sample=False, force=False)
+            if sample_tick:
                 self._next_sample = now + self._sample_period
                 for slot in list(self._slots.values()):
-                    self._visit(slot, now, sample=True, force=force)
+                    self._visit(slot, now, stamp, due, sample=True, force=force)
+            if due:
+                for mailbox in self.mailboxes:
+                    mailbox.put_many(due)
 
-    def _visit(self, slot: Slot, now: float, *, sample: bool, force: bool) -> None:
+    def _visit(
+        self, slot: Slot, now: float, stamp: datetime, due: list[Due], *, sample: bool, force: bool
+    ) -> None:
         tracker = slot.tracker
         status = tracker._status
         done = tracker.done
         if sample and status == "running":
             slot.estimator.observe(now, done)
         changed = done != slot.sent_done or tracker._version != slot.sent_version
-        if slot.urgent or (changed and (force or now - slot.sent_at >= self.settings.interval)):
-            messages = self._build(slot, tracker, done, status)
-            for mailbox in self.mailboxes:
-                mailbox.put(slot.key, messages)
+        if slot.urgent or (changed and (force or now - slot.sent_at >= self._interval)):
+            due.append((slot.key, self._build(slot, tracker, done, status, stamp), False))
             slot.urgent = False
             slot.sent_done = done
             slot.sent_version = tracker._version
             slot.sent_at = now
-        elif status == "running" and now - slot.sent_at >= self.settings.keepalive:
-            keepalive: list[Message] = [self._heartbeat(slot, tracker, status, None)]
-            for mailbox in self.mailboxes:
-                mailbox.put(slot.key, keepalive, keepalive=True)
+        elif status == "running" and now - slot.sent_at >= self._keepalive:
+            due.append((slot.key, [self._heartbeat(slot, tracker, status, None, stamp)], True))
             slot.sent_at = now
         if status in _FINAL and not slot.urgent:
             self._slots.pop(id(tracker), None)
@@ -258,40 +293,49 @@ class Reporter:
     # -- messages --------------------------------------------------------------------------------
 
     def _heartbeat(
-        self, slot: Slot, tracker: Tracker, status: str, progress: JobProgressEnvelope | None
+        self,
+        slot: Slot,
+        tracker: Tracker,
+        status: str,
+        progress: JobProgressEnvelope | None,
+        stamp: datetime,
     ) -> Heartbeat:
-        from .envelope import Heartbeat, JobStatus
-
-        return Heartbeat.model_construct(
-            v=1,
-            type="heartbeat",
-            job_id=slot.key[0],
-            worker_id=slot.key[1],
-            run_id=slot.run_id,
-            seq=next_seq(slot.seq_floor),
-            status=JobStatus(status),
-            kind=tracker._kind,
-            error=tracker._error,
-            progress=progress,
-            updated_at=progress.updated_at if progress is not None else _utc(self._wallclock()),
+        m = _models or models()
+        return m.trusted(
+            m.heartbeat_class,
+            {
+                "v": 1,
+                "job_id": slot.key[0],
+                "worker_id": slot.key[1],
+                "run_id": slot.run_id,
+                "seq": next_seq(slot.seq_floor),
+                "type": "heartbeat",
+                "status": m.statuses[status],
+                "kind": tracker._kind,
+                "error": tracker._error,
+                "progress": progress,
+                "updated_at": stamp,
+            },
         )
 
-    def _build(self, slot: Slot, tracker: Tracker, done: int, status: str) -> list[Message]:
-        from .envelope import ProgressUpdate
-
-        envelope = build_envelope(tracker, slot, _utc(self._wallclock()), done)
-        heartbeat = self._heartbeat(slot, tracker, status, envelope)
+    def _build(self, slot: Slot, tracker: Tracker, done: int, status: str, stamp: datetime) -> list[Message]:
+        envelope = build_envelope(tracker, slot, stamp, done)
+        heartbeat = self._heartbeat(slot, tracker, status, envelope, stamp)
         if self._fits(slot, heartbeat):
             return [heartbeat]
         bare = heartbeat.model_copy(update={"progress": None})
-        update = ProgressUpdate.model_construct(
-            v=1,
-            type="progress",
-            job_id=slot.key[0],
-            worker_id=slot.key[1],
-            run_id=slot.run_id,
-            seq=next_seq(slot.seq_floor),
-            progress=envelope,
+        m = _models or models()
+        update = m.trusted(
+            m.update_class,
+            {
+                "v": 1,
+                "job_id": slot.key[0],
+                "worker_id": slot.key[1],
+                "run_id": slot.run_id,
+                "seq": next_seq(slot.seq_floor),
+                "type": "progress",
+                "progress": envelope,
+            },
         )
         return [bare, update]
 

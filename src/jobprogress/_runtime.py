@@ -74,7 +74,9 @@ def _new_reporter(resolved: Settings) -> Reporter:
     if not sinks:
         logger.debug("jobprogress: no sink configured; progress is tracked but not written anywhere")
     else:
-        from . import envelope  # noqa: F401  # load pydantic here, not in the reporter thread mid-run
+        from ._reporter import models
+
+        models()  # load pydantic here, in the configuring thread, not in the reporter thread mid-run
     return Reporter(resolved, sinks)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+
+M = TypeVar("M", bound=BaseModel)
 
 PayloadValue = str | int | float | bool | None
 """What a payload field may hold: flat metrics only."""
@@ -204,6 +206,27 @@ def parse_messages(data: str | bytes | list[Any]) -> list[Heartbeat | ProgressUp
 def dump_message(message: Heartbeat | ProgressUpdate) -> str:
     """The one JSON form of a message: a single line, as stdout, HTTP and captures carry it."""
     return message.model_dump_json()
+
+
+_FIELD_SETS: dict[type[BaseModel], set[str]] = {}
+
+
+def trusted(model: type[M], values: dict[str, Any]) -> M:
+    """Build ``model`` from complete values the library produced and checked itself, without validation.
+
+    What ``model_construct`` does, minus its per-call defaults and field-name bookkeeping: the reporter
+    builds a message per live job per interval, and this keeps that cost flat with 10,000 jobs. Every
+    field must be present in ``values``; a test compares the result with the validated model.
+    """
+    instance = model.__new__(model)
+    fields_set = _FIELD_SETS.get(model)
+    if fields_set is None:
+        fields_set = _FIELD_SETS[model] = set(model.model_fields)
+    object.__setattr__(instance, "__dict__", values)
+    object.__setattr__(instance, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
 
 
 def utcnow_from(timestamp: float) -> datetime:
