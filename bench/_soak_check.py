@@ -237,7 +237,7 @@ def check(
                     )
     for result in results:
         for resume in result.get("resumes", []):
-            if resume["stored"] > resume["journal"]:
+            if resume["stored"] is not None and resume["stored"] > resume["journal"]:
                 verdict.fail(
                     f"{result['worker_id']}: resumed {resume['job_id']} at stored done {resume['stored']} "
                     f"> {resume['journal']} items journalled (double counting)"
@@ -296,16 +296,33 @@ def check(
     redone = sum(result.get("items_redone", 0) for result in results)
     resumes = [resume for result in results for resume in result.get("resumes", [])]
     direct = [resume["journal"] - resume["stored"] for resume in resumes if resume["direct"]]
-    low, high = min(direct, default=0), max(direct, default=0)
-    lag = f"{low}" if low == high else f"{low}-{high}"
+    via = [resume["stored"] for resume in resumes if not resume["direct"]]
+    via_lag = [
+        resume["journal"] - resume["stored"]
+        for resume in resumes
+        if not resume["direct"] and resume["stored"] is not None
+    ]
+
+    def span(values: list[int]) -> str:
+        low, high = min(values, default=0), max(values, default=0)
+        return f"{low}" if low == high else f"{low}-{high}"
+
     verdict.show(
         f"double counting: none in {observations} store observations (each <= the journal at that moment)"
     )
-    verdict.show(
-        f"restarts: {len(resumes)} jobs resumed after SIGKILL ({len(direct)} with resume=True from the "
-        f"store, lagging the journal by {lag} items, redone: "
-        f"{redone}; {len(resumes) - len(direct)} through the collector from the journal)"
-    )
+    restarts = f"restarts: {len(resumes)} jobs resumed after SIGKILL"
+    if direct:
+        restarts += (
+            f"; {len(direct)} with resume=True, the store {span(direct)} item(s) behind the journal "
+            f"(redone: {redone})"
+        )
+    if via:
+        restarts += (
+            f"; {len(via)} through the collector from the journal, its read API {span(via_lag)} "
+            "item(s) behind"
+        )
+        restarts += f" ({via.count(None)} unanswered)" if None in via else ""
+    verdict.show(restarts)
 
     # 4. Lost and stalled flagged within stall_after + 1 s of the store clock.
     bound = stall_after + 1.0
@@ -369,6 +386,40 @@ def check(
         verdict.notes.append(
             f"{len(unexplained)} lost/stalled sightings outside any fault window (machine load?): "
             + "; ".join(unexplained[:5])
+        )
+
+    # 4b. After each store, collector or HTTP fault, every worker on that path delivers again.
+    changes: dict[str, list[float]] = defaultdict(list)
+    for poller in pollers:
+        for (_job_id, worker_id), seen in poller.observations.items():
+            changes[worker_id].extend(moment for moment, _done in seen)
+    for moments in changes.values():
+        moments.sort()
+    recoveries: dict[str, list[float]] = defaultdict(list)
+    for fault in faults:
+        if fault.kind in WORKER_FAULTS:
+            continue
+        slowest = 0.0
+        for worker_id, path in path_of.items():
+            if fault.kind not in PATH_FAULTS[path] or any(
+                other.kind in WORKER_FAULTS
+                and other.target == worker_id
+                and other.start - 10.0 <= fault.end <= other.end + 10.0
+                for other in faults
+            ):
+                continue
+            moments = changes.get(worker_id, [])
+            index = bisect.bisect_right(moments, fault.end)
+            if index == len(moments):
+                verdict.fail(f"{fault.kind} at {fault.start:.1f}: {worker_id} never delivered again")
+                continue
+            slowest = max(slowest, moments[index] - fault.end)
+        fault.detail["all_delivering_after"] = round(slowest, 2)
+        recoveries[fault.kind].append(slowest)
+    if recoveries:
+        verdict.show(
+            "every affected worker delivering again after the fault ended (worst of each kind): "
+            + ", ".join(f"{kind} {max(values):.1f} s" for kind, values in sorted(recoveries.items()))
         )
 
     # 5. Delivery latency: advance() to the first poll that shows at least that done.

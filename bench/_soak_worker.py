@@ -151,6 +151,30 @@ def _payload(kind: str, done: int, rng: random.Random) -> dict[str, Any]:
     return {"schema_ok": rng.random() > 0.1, "columns": rng.randint(3, 40)}
 
 
+def _collector_done(spec: WorkerSpec, job_id: str) -> int | None:
+    """This worker's ``done`` of ``job_id`` as the collector serves it (``GET /v1/jobs/{job_id}``).
+
+    Returns None when the collector does not answer within a few tries (it may be restarting, or the
+    proxy in a 429/503 window).
+    """
+    import httpx
+
+    base = spec.sink_url.split("?", 1)[0].rstrip("/")
+    headers = {"Authorization": f"Bearer {spec.token}"}
+    for _attempt in range(6):
+        try:
+            response = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=5.0, trust_env=False)
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 404:
+            return 0
+        if response is not None and response.status_code == 200:
+            workers = response.json().get("workers", [])
+            return next((int(w["done"] or 0) for w in workers if w["worker_id"] == spec.worker_id), 0)
+        time.sleep(0.5)
+    return None
+
+
 def run_worker(spec: WorkerSpec) -> None:
     """Entry point of a worker process (forkserver child). Exits 0 when nothing went wrong."""
     signals = _Signals(spec.hang_seconds)
@@ -192,11 +216,14 @@ def run_worker(spec: WorkerSpec) -> None:
                 journalled = journal.items.get(job.job_id, set())
                 log.write(f"S {time.time():.6f} {number} {job.job_id}\n")
                 direct = spec.path != "http"
+                # Through the collector resume=True has no store to read: ask the collector's read API
+                # what it holds (it must not exceed the journal), then continue from the journal.
+                held = _collector_done(spec, job.job_id) if journalled and not direct else None
                 with jp.track(
                     job.job_id, unit=job.unit, total=job.total, kind=job.kind, resume=direct
                 ) as tracker:
                     if journalled:
-                        stored = tracker.done
+                        stored = tracker.done if direct else held
                         resumes.append(
                             {
                                 "job_id": job.job_id,
