@@ -61,7 +61,7 @@ from _soak_infra import (  # noqa: E402
     hold_sqlite_lock,
     wait_for,
 )
-from _soak_worker import WorkerSpec, run_worker  # noqa: E402
+from _soak_worker import WorkerSpec, plan, run_worker  # noqa: E402
 
 FAULT_CYCLE = ("sigstop", "sigkill", "http_429_503", "hang", "sqlite_lock", "collector_restart", "pg_restart")
 PATHS = ("sqlite", "postgres", "http")
@@ -79,13 +79,26 @@ _PRELOAD = (
 )
 
 
-def _last_line(path: Path) -> str:
+def _mid_job(spec: WorkerSpec) -> bool:
+    """Whether the worker's journal ends inside a job, past its second item and before its last two.
+
+    Its job's row then surely exists and stays running for a while: a worker caught between two jobs
+    has no running row to flag lost, and nothing to resume.
+    """
     try:
-        with open(path, "rb") as journal:
+        with open(spec.journal_path, "rb") as journal:
             journal.seek(max(journal.seek(0, os.SEEK_END) - 200, 0))
-            return journal.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1]
+            last = journal.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1].split()
     except OSError:
-        return ""
+        return False
+    if len(last) != 4 or last[0] != "I":
+        return False
+    total = plan(spec, int(last[2].rsplit("-", 1)[1])).total
+    return 2 <= int(last[3]) <= total - 3
+
+
+def _await_mid_job(spec: WorkerSpec) -> None:
+    wait_for(lambda: _mid_job(spec), timeout=5.0, interval=0.02)
 
 
 class Fleet:
@@ -358,6 +371,7 @@ class Soak:
             return
         try:
             pid = self.fleet.pid(worker_id)
+            _await_mid_job(self.fleet.specs[worker_id])
             fault = self._record(Fault("sigstop", worker_id, time.time()))
             os.kill(pid, signal.SIGSTOP)
             time.sleep(self.stall_after + 3.0)
@@ -374,9 +388,7 @@ class Soak:
         # Every other kill waits past stall_after before the restart, so the row is seen lost first.
         delay = self.stall_after + 2.5 if nth % 2 == 0 else 0.2
         try:
-            # Kill mid-job (the journal's last line is an item), so the restart has a job to resume.
-            journal = self.journal_dir / f"{worker_id}.journal"
-            wait_for(lambda: _last_line(journal).startswith("I "), timeout=3.0, interval=0.02)
+            _await_mid_job(self.fleet.specs[worker_id])
             fault = self._record(Fault("sigkill", worker_id, time.time(), detail={"restart_delay": delay}))
             self.fleet.kill(worker_id)
             time.sleep(delay)
