@@ -11,9 +11,10 @@ bursty, slowing and stalled work at rates from 0.2 to 2,000 items/s), then times
   observe  one ``observe(now, done)`` per estimator, new items on most ticks,
   rate     ``rate()`` right after that observe (the cache the observe invalidated is rebuilt),
   eta      ``eta(1_000_000)`` right after that rate,
-  tick     the three in one loop, as the reporter calls them,
+  tick     the three in one loop, as the reporter calls them (in rounds of their own),
 
 and prints microseconds per estimator per tick (best of several rounds, minus an empty loop's cost).
+The estimators start at different times, as trackers do, so their histograms merge on different ticks.
 
 Run from the project root, in the venv:
     python bench/estimator_cost.py                    # the working tree's estimator
@@ -104,11 +105,14 @@ def build(module: ModuleType) -> tuple[list[Any], list[Workload], float]:
     now = 0.0
     for est in estimators:
         est.observe(now, 0)
-    for _ in range(WARM_SAMPLES):
+    # Trackers start at different times, so their histograms merge on different ticks (in lockstep,
+    # every other tick would carry all the merges): each gets WARM_SAMPLES plus up to 63 samples.
+    for warm in range(WARM_SAMPLES + 64):
         now += TICK
-        for est, work in zip(estimators, workloads):
-            est.observe(now, work.next())
-            est.eta(TOTAL)  # rate and snapshots as in real use
+        for index, (est, work) in enumerate(zip(estimators, workloads)):
+            if warm >= index % 64:
+                est.observe(now, work.next())
+                est.eta(TOTAL)  # rate and snapshots as in real use
     return estimators, workloads, now
 
 
@@ -117,15 +121,18 @@ def measure(module: ModuleType, ticks: int, rounds: int) -> dict[str, float]:
     estimators, workloads, now = build(module)
     best = {"observe": float("inf"), "rate": float("inf"), "eta": float("inf"), "tick": float("inf")}
     clock = time.perf_counter
-    for _ in range(rounds):
+    for round_ in range(2 * rounds):
+        # Rounds alternate between timing the three phases apart and together; each round covers all
+        # phases of the histogram's merge cycle alike.
+        together = round_ % 2 == 1
         spent = dict.fromkeys(best, 0.0)
-        for tick in range(ticks):
+        for _ in range(ticks):
             now += TICK
             counts = [work.next() for work in workloads]
             pairs = list(zip(estimators, counts))
             gc.disable()
             try:
-                if tick % 2:
+                if together:
                     # the three together, in the reporter's order
                     started = clock()
                     for est, done in pairs:
@@ -148,8 +155,8 @@ def measure(module: ModuleType, ticks: int, rounds: int) -> dict[str, float]:
                     spent["eta"] += clock() - started
             finally:
                 gc.enable()
-        for phase, seconds in spent.items():
-            per_call = seconds / (ticks // 2) / ESTIMATORS * 1e6
+        for phase in ("tick",) if together else ("observe", "rate", "eta"):
+            per_call = spent[phase] / ticks / ESTIMATORS * 1e6
             best[phase] = min(best[phase], per_call)
     loop = empty_loop_cost(estimators)
     return {phase: max(cost - loop, 0.0) for phase, cost in best.items()}
@@ -188,8 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--before", metavar="REV", help="also time the estimator committed at REV")
-    parser.add_argument("--ticks", type=int, default=40, help="ticks per round (default 40)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; the best counts (default 5)")
+    parser.add_argument("--ticks", type=int, default=32, help="ticks per round (default 32)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per mode; the best counts (default 4)")
     args = parser.parse_args(argv)
     loaders: list[tuple[str, Callable[[], ModuleType]]] = []
     if args.before:
