@@ -333,3 +333,27 @@ def test_closed_writer_refuses(store_target: StoreTarget) -> None:
     writer.close()
     with pytest.raises(StoreError, match="closed"):
         writer.write([heartbeat(1)])
+
+
+def test_an_older_schema_is_migrated_on_first_write(
+    store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from jobprogress.store import schema
+
+    with StoreWriter(store_target.url) as writer:
+        writer.write([heartbeat(1)])
+    engine = store_target.engine()
+    version = tables_for("cf_").version
+    with engine.begin() as connection:
+        connection.execute(sa.update(version).values(version=SCHEMA_VERSION - 1))
+    with StoreWriter(store_target.url) as writer, pytest.raises(StoreError, match="no migration"):
+        writer.write([heartbeat(2)])
+    applied: list[int] = []
+    monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION - 1, lambda connection, tables: applied.append(1))
+    with StoreWriter(store_target.url) as writer:
+        writer.write([heartbeat(2)])
+    assert applied == [1]
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(version.c.version)).scalar_one() == SCHEMA_VERSION

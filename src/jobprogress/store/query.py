@@ -1,25 +1,23 @@
 """The Jobs read side: per-job aggregates over ``{prefix}job_progress``, judged on the store's clock.
 
-:meth:`ProgressStore.jobs` is one statement: a grouped query picks the page of jobs (status, liveness
+:meth:`ProgressStore.jobs` is one statement: a grouped query picks the page of jobs (state, liveness
 and ordering are decided in SQL, so filters and ``limit`` agree), joined back to the rows of exactly
-those jobs. Python then folds each job's rows into a :class:`~jobprogress.store.views.JobView` with the
-rules of DESIGN §6 (sums in Python, so a sum of BIGINTs never overflows in the database).
+those jobs; the whole, unfiltered list needs no grouping and reads the rows directly. The store's clock
+is read once per call, so every row is judged against the same instant. :mod:`._aggregate` then folds
+each job's rows into a :class:`~jobprogress.store.views.JobView` by the rules of DESIGN §6.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._validate import MAX_COUNT
 from jobprogress.errors import ConfigurationError, StoreError
+from jobprogress.store._aggregate import WORKER_COLUMNS, fold, gc_paused
 from jobprogress.store._engine import (
     EngineKey,
     EngineSettings,
@@ -35,7 +33,7 @@ from jobprogress.store._engine import (
     require_driver,
 )
 from jobprogress.store.schema import check_version, read_schema_version, tables_for
-from jobprogress.store.views import JOB_STATUSES, JobView, WorkerView, trusted
+from jobprogress.store.views import JOB_STATUSES, JobView
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -48,10 +46,6 @@ __all__ = ["STATUS_FILTERS", "ProgressStore"]
 
 STATUS_FILTERS: Final = (*JOB_STATUSES, "stalled", "lost")
 """What ``jobs(status=...)`` accepts: a job's state, the word a Jobs view shows for it."""
-
-_UTC = timezone.utc
-_fromtimestamp = datetime.fromtimestamp
-_loads = json.loads
 
 
 def _names(what: str, value: str | Iterable[str] | None, allowed: tuple[str, ...] | None) -> list[str] | None:
@@ -225,7 +219,7 @@ class ProgressStore:
         worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
 
         worker_columns = (
-            *(table.c[name] for name in _WORKER_COLUMNS),
+            *(table.c[name] for name in WORKER_COLUMNS),
             case((worker_lost, 1), else_=0).label("worker_lost"),
             case((worker_stalled, 1), else_=0).label("worker_stalled"),
         )
@@ -330,9 +324,9 @@ class ProgressStore:
                 else:
                     now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
                 params = {"store_now": now, "cutoff": now - self._stall_after}
-                with _gc_paused():
+                with gc_paused():
                     rows = connection.execute(statement, params).all()
-                    return _fold(rows)
+                    return fold(rows)
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:
@@ -349,221 +343,3 @@ class ProgressStore:
         from sqlalchemy import inspect
 
         return bool(inspect(connection).has_table(self._tables.progress.name))
-
-
-_WORKER_COLUMNS: Final = (
-    "job_id", "worker_id", "kind", "status", "unit", "done", "total", "throughput", "eta_seconds",
-    "payload_json", "error", "run_id", "seq", "started_at", "updated_at", "progressed_at", "seen_at",
-)  # fmt: skip
-# One fields-set per class, shared by every view built here (see views.trusted).
-_WORKER_FIELDS: Final = set(WorkerView.model_fields)
-_JOB_FIELDS: Final = set(JobView.model_fields)
-
-
-def _stamp(value: float | None, previous: float | None, previous_stamp: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value == previous:
-        return previous_stamp  # datetimes are immutable: a row's equal store times share one
-    return _fromtimestamp(value, _UTC)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while a result becomes views.
-
-    Fetching and folding a long list allocates hundreds of thousands of objects, none of which can
-    form a cycle, and the collector would run over them again and again. Only a GC this call turned
-    off is turned back on, so a caller that disabled it keeps it disabled.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _worker(row: Sequence[Any]) -> WorkerView:
-    (
-        _job_id, worker_id, kind, status, unit, done, total, throughput, eta_seconds,
-        payload_json, error, run_id, seq, started_at, updated_at, progressed_at, seen_at,
-        worker_lost, worker_stalled,
-    ) = row  # fmt: skip
-    seen = None if seen_at is None else _fromtimestamp(seen_at, _UTC)
-    progressed = _stamp(progressed_at, seen_at, seen)
-    return trusted(
-        WorkerView,
-        {
-            "worker_id": worker_id,
-            "kind": kind,
-            "unit": unit,
-            "done": done,
-            "total": total,
-            "throughput": throughput,
-            "eta_seconds": eta_seconds,
-            "status": status,
-            "stalled": bool(worker_stalled),
-            "lost": bool(worker_lost),
-            "updated_at": None if updated_at is None else _fromtimestamp(updated_at, _UTC),
-            "error": error,
-            "payload": None if payload_json is None else _loads(payload_json),
-            "run_id": run_id,
-            "seq": seq,
-            "started_at": _stamp(started_at, progressed_at, progressed),
-            "progressed_at": progressed,
-            "seen_at": seen,
-        },
-        _WORKER_FIELDS,
-    )
-
-
-_SEEN_AT: Final = _WORKER_COLUMNS.index("seen_at")
-_WORKER_ID: Final = _WORKER_COLUMNS.index("worker_id")
-
-
-def _fold(rows: Sequence[Sequence[Any]]) -> list[JobView]:
-    """Group result rows by job; order jobs by (last seen desc, job id) and workers by id."""
-    groups: dict[str, list[Sequence[Any]]] = {}
-    for row in rows:
-        group = groups.get(row[0])
-        if group is None:
-            groups[row[0]] = [row]
-        else:
-            group.append(row)
-    # The page query's order, applied again: most recent message first (store clock), then job id.
-    keyed = sorted(
-        ((max(row[_SEEN_AT] or 0.0 for row in group), job_id, group) for job_id, group in groups.items()),
-        key=lambda item: item[1],
-    )
-    keyed.sort(key=lambda item: item[0], reverse=True)  # stable: ties stay in job-id order
-    views = []
-    for _, job_id, group in keyed:
-        if len(group) > 1:
-            group.sort(key=_by_worker)
-        views.append(aggregate(job_id, [_worker(row) for row in group]))
-    return views
-
-
-def _by_worker(row: Sequence[Any]) -> str:
-    return str(row[_WORKER_ID])
-
-
-_EPOCH: Final = datetime.fromtimestamp(0, _UTC)
-
-
-def _recency(worker: WorkerView) -> tuple[datetime, int]:
-    return worker.seen_at or _EPOCH, worker.seq or 0
-
-
-def _failure_recency(worker: WorkerView) -> tuple[datetime, int]:
-    return worker.progressed_at or _EPOCH, worker.seq or 0
-
-
-def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
-    """Fold one job's worker rows into a :class:`JobView` (rules in :mod:`jobprogress.store.views`).
-
-    Status, ``lost`` and ``stalled`` follow the same rules as the page query's filter in SQL. One
-    pass over the workers: the whole Jobs list folds tens of thousands of them.
-    """
-    unit: str | None = None
-    mixed_units = False
-    done = 0
-    any_done = False
-    total: int | None = 0
-    rate = 0.0
-    any_rate = False
-    running = lost_count = stalled_count = 0
-    any_failed = any_cancelled = False
-    failed_latest: WorkerView | None = None
-    payload_latest: WorkerView | None = None
-    kind: str | None = None
-    updated_at: datetime | None = None
-    for worker in workers:
-        worker_unit = worker.unit
-        if worker_unit is not None:
-            if unit is None:
-                unit = worker_unit
-            elif worker_unit != unit:
-                mixed_units = True  # different units are never summed
-        if worker.done is not None:
-            done += worker.done
-            any_done = True
-        if worker.total is None:
-            total = None
-        elif total is not None:
-            total += worker.total
-        status = worker.status
-        if status == "running":
-            running += 1
-            if worker.lost:
-                lost_count += 1
-            elif worker.throughput is not None:
-                # Live workers only; a stalled one is alive but makes no progress, so adds nothing.
-                any_rate = True
-                if worker.stalled:
-                    stalled_count += 1
-                else:
-                    rate += worker.throughput
-            elif worker.stalled:
-                stalled_count += 1
-        elif status == "failed":
-            any_failed = True
-            if failed_latest is None or _failure_recency(worker) > _failure_recency(failed_latest):
-                failed_latest = worker
-        elif status == "cancelled":
-            any_cancelled = True
-        if worker.payload is not None and (
-            payload_latest is None or _recency(worker) > _recency(payload_latest)
-        ):
-            payload_latest = worker
-        if worker.kind is not None and (kind is None or worker.kind > kind):
-            kind = worker.kind
-        if worker.updated_at is not None and (updated_at is None or worker.updated_at > updated_at):
-            updated_at = worker.updated_at
-    throughput: float | None = None
-    eta: int | None = None
-    if mixed_units:
-        unit = total = None
-        job_done: int | None = None
-    else:
-        job_done = done if any_done else None
-        throughput = rate if any_rate else None
-        if total is not None and job_done is not None:
-            remaining = max(total - job_done, 0)
-            if remaining == 0:
-                eta = 0
-            elif throughput:
-                eta = math.ceil(remaining / throughput)
-    if any_failed:
-        job_status = "failed"
-    elif running:
-        job_status = "running"
-    elif any_cancelled:
-        job_status = "cancelled"
-    else:
-        job_status = "succeeded"
-    lost = running > 0 and lost_count == running
-    stalled = running > 0 and stalled_count > 0 and lost_count + stalled_count == running
-    return trusted(
-        JobView,
-        {
-            "job_id": job_id,
-            "kind": kind,
-            "unit": unit,
-            "done": job_done,
-            "total": total,
-            "throughput": throughput,
-            "eta_seconds": eta,
-            "status": job_status,
-            "stalled": stalled,
-            "lost": lost,
-            "updated_at": updated_at,
-            "error": None if failed_latest is None else failed_latest.error,
-            "payload": None if payload_latest is None else payload_latest.payload,
-            "workers": workers,
-        },
-        _JOB_FIELDS,
-    )

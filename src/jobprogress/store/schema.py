@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -194,8 +195,31 @@ def check_version(version: int | None, url_text: str) -> None:
         )
 
 
-# Migrations from version N to N+1, run in order inside the creating transaction. None yet.
-_MIGRATIONS: dict[int, object] = {}
+Migration = Callable[["Connection", StoreTables], None]
+
+# Migrations from version N to N+1, run in order inside the creating transaction; the first release
+# (version 1) has none. A release that changes the tables adds MIGRATIONS[1] and bumps SCHEMA_VERSION.
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def migrate(connection: Connection, tables: StoreTables, version: int) -> None:
+    """Bring tables of ``version`` up to :data:`SCHEMA_VERSION` and record it.
+
+    Raises:
+        StoreError: no migration is known from some version on the way.
+    """
+    from sqlalchemy import update
+
+    for step in range(version, SCHEMA_VERSION):
+        migration = MIGRATIONS.get(step)
+        if migration is None:
+            raise StoreError(f"no migration of the progress tables from schema version {step} to {step + 1}")
+        migration(connection, tables)
+    connection.execute(
+        update(tables.version)
+        .where(tables.version.c.component == SCHEMA_COMPONENT)
+        .values(version=SCHEMA_VERSION)
+    )
 
 
 def _is_already_exists(exc: BaseException) -> bool:
@@ -238,6 +262,8 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
                     connection.execute(
                         insert(tables.version).values(component=SCHEMA_COMPONENT, version=SCHEMA_VERSION)
                     )
+                elif version < SCHEMA_VERSION:
+                    migrate(connection, tables, version)
             return
         except DBAPIError as exc:
             if attempt == 2 or not _is_already_exists(exc):
