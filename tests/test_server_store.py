@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import ssl
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,9 +21,12 @@ from _http_support import (
     ReplyDroppingProxy,
     auth,
     collector_process,
+    free_port,
     heartbeat,
     progress_update,
     running_app,
+    stop_process,
+    wait_for,
     wire,
 )
 from jobprogress.envelope import JobStatus
@@ -255,3 +262,56 @@ def test_serve_refuses_to_start_without_a_usable_token_file(tmp_path: Path) -> N
     with pytest.raises(ConfigurationError, match="empty"):
         serve(db, token_file=empty)
     assert not (tmp_path / "p.db").exists()
+
+
+_SERVE_TLS = (
+    "import sys; from jobprogress.server import serve; "
+    "serve(sys.argv[1], port=int(sys.argv[2]), token_file=sys.argv[3], ssl_certfile=sys.argv[4], "
+    "ssl_keyfile=sys.argv[5])"
+)
+
+
+def test_tls_is_verified_by_default(
+    token_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBPROGRESS_HTTP_TOKEN", TOKEN)
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    with open(tmp_path / "tls.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SERVE_TLS, db, str(port), str(token_file), str(cert), str(key)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"https://127.0.0.1:{port}"
+        assert wait_for(lambda: _answers(url, cert), timeout=20)
+        trusting = HttpSink(f"{url}?verify={cert}")
+        default = HttpSink(url)
+        try:
+            trusting.send([heartbeat("tls")])
+            with pytest.raises(SinkError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                default.send([heartbeat("tls")])  # a self-signed certificate is not trusted by default
+        finally:
+            # Closed before the server stops: uvicorn waits out its graceful timeout for an idle TLS
+            # connection whose peer never answers the close_notify.
+            trusting.close(1.0)
+            default.close(1.0)
+    finally:
+        stop_process(process)
+
+
+def _answers(url: str, cert: Path) -> bool:
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        return httpx.get(url + "/healthz", verify=context, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -18,6 +18,7 @@ import email.utils
 import gzip
 import math
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -240,7 +241,7 @@ class HttpSink:
                 self._client = httpx.Client(
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-                    verify=self.verify,
+                    verify=self._ssl_context(),
                     follow_redirects=False,
                     trust_env=False,  # a proxy from the environment would see the bearer token
                     # Idle connections are dropped before the collector's keep-alive timeout (15 s in
@@ -249,6 +250,13 @@ class HttpSink:
                 )
                 self._client_pid = pid
             return self._client
+
+    def _ssl_context(self) -> bool | ssl.SSLContext:
+        if isinstance(self.verify, bool):
+            return self.verify
+        if os.path.isdir(self.verify):
+            return ssl.create_default_context(capath=self.verify)
+        return ssl.create_default_context(cafile=self.verify)
 
     def _bodies(self, messages: Sequence[Heartbeat | ProgressUpdate]) -> Iterator[tuple[bytes, int]]:
         """JSON array bodies of at most MAX_BATCH_MESSAGES and MAX_BATCH_BYTES, with their sizes."""
