@@ -177,3 +177,10 @@ def test_track_resume_continues_from_the_stored_row(store_target: StoreTarget) -
     assert row["seq"] > 1_000_001
     with jp.track("fresh", unit="files", worker_id="w-9", resume=True) as tracker:
         assert tracker.done == 0  # nothing stored: starts at 0
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@h/db", "postgresql://u:hunter2@h:notaport/db"])
+def test_bad_store_urls_are_configuration_errors_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        SqlSink(url) if url.startswith("postgresql") else StoreWriter(url)
+    assert "hunter2" not in str(caught.value)

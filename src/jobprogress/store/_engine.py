@@ -51,11 +51,12 @@ WAL_CAP_BYTES: Final = 64 * 1024 * 1024
 
 _READ_OPTION: Final = "jobprogress_read"
 
-_EXTRA_FOR: Final[dict[Backend, tuple[str, str]]] = {
-    "sqlite": ("sql", "sqlalchemy"),
-    "postgresql": ("postgres", "psycopg"),
-    "duckdb": ("duckdb", "duckdb_engine"),
+_DRIVERS: Final[dict[Backend, tuple[str, tuple[str, ...]]]] = {
+    "sqlite": ("sql", ("sqlite3",)),
+    "postgresql": ("postgres", ("psycopg",)),
+    "duckdb": ("duckdb", ("duckdb", "duckdb_engine")),
 }
+"""Per backend: the extra that installs it, and the modules it needs besides SQLAlchemy."""
 
 
 @dataclass(frozen=True)
@@ -96,19 +97,18 @@ def backend_of(url: str) -> Backend:
     if scheme in ("postgresql", "postgresql+psycopg"):
         return "postgresql"
     raise ConfigurationError(
-        f"store URL {url!r} is not supported; use sqlite:///PATH, duckdb:///PATH, "
+        f"store URL {safe_text(str(url))!r} is not supported; use sqlite:///PATH, duckdb:///PATH, "
         "postgresql://... or postgresql+psycopg://..."
     )
 
 
 def require_driver(backend: Backend, feature: str) -> None:
     """Raise :class:`MissingExtraError` when the backend's optional dependencies are missing."""
-    extra, _ = _EXTRA_FOR[backend]
-    _import_sqlalchemy(feature)
-    modules = {"sqlite": ("sqlite3",), "postgresql": ("psycopg",), "duckdb": ("duckdb", "duckdb_engine")}
     import importlib.util
 
-    for module in modules[backend]:
+    extra, modules = _DRIVERS[backend]
+    _import_sqlalchemy(feature)
+    for module in modules:
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(feature, extra, module)
 
@@ -125,7 +125,7 @@ def parse_url(url: str) -> URL:
     backend = backend_of(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(f"store URL {safe_text(url)!r} cannot be parsed: {exc}") from None
     if backend == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
