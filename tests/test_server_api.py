@@ -277,10 +277,17 @@ def test_a_trickled_body_is_408_after_the_body_timeout() -> None:
         started = time.monotonic()
         status, headers, body = raw_request(port, head, [b"[" + b" " * 9])  # 10 of 100 bytes, then silence
         elapsed = time.monotonic() - started
-    assert status == 408
-    assert headers.get("connection") == "close"
-    assert "0.5 s" in json.loads(body)["detail"]
-    assert 0.4 < elapsed < 3.0
+        assert status == 408
+        assert headers.get("connection") == "close"
+        assert "0.5 s" in json.loads(body)["detail"]
+        assert 0.4 < elapsed < 3.0
+        # refused before authentication, a trickling body cannot hold the connection either
+        started = time.monotonic()
+        status, headers, _ = raw_request(port, _head("/v1/batch", "Content-Length: 100"), [b"[" + b" " * 9])
+        elapsed = time.monotonic() - started
+        assert status == 401
+        assert headers.get("connection") == "close"
+        assert 0.4 < elapsed < 3.0
     assert writer.messages == []
 
 

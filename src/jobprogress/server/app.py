@@ -220,7 +220,7 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _drain_asgi(scope: Scope, receive: Receive, budget: int) -> bool:
+async def _drain_asgi(scope: Scope, receive: Receive, budget: int, timeout: float) -> bool:
     """Read and drop a request body we refuse, up to ``budget`` bytes; True when it ended within that.
 
     Answering before the body is read and then closing makes the kernel reset the connection, and the
@@ -230,27 +230,31 @@ async def _drain_asgi(scope: Scope, receive: Receive, budget: int) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > budget:
             return False
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return False
-        budget -= len(message.get("body", b""))
-        if budget < 0:
-            return False
-        if not message.get("more_body", False):
-            return True
-
-
-async def _drain(chunks: AsyncIterator[bytes], budget: int) -> bool:
-    """:func:`_drain_asgi` for a body already being read through ``request.stream()``."""
-    try:
-        async for chunk in chunks:
-            budget -= len(chunk)
+    with anyio.move_on_after(timeout):  # nor may a trickling body hold the connection
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            budget -= len(message.get("body", b""))
             if budget < 0:
                 return False
-    except ClientDisconnect:
-        return False
-    return True
+            if not message.get("more_body", False):
+                return True
+    return False
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: int, timeout: float) -> bool:
+    """:func:`_drain_asgi` for a body already being read through ``request.stream()``."""
+    with anyio.move_on_after(timeout):
+        try:
+            async for chunk in chunks:
+                budget -= len(chunk)
+                if budget < 0:
+                    return False
+        except ClientDisconnect:
+            return False
+        return True
+    return False
 
 
 @dataclasses.dataclass
@@ -272,11 +276,14 @@ class _InFlightLimit:
     connections too, so this is the limit clients see; uvicorn's is a backstop set higher.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, counters: CollectorCounters, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, counters: CollectorCounters, max_body: int, body_timeout: float
+    ) -> None:
         self.app = app
         self.limit = limit
         self.counters = counters
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.in_flight = 0  # one event loop: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -285,7 +292,7 @@ class _InFlightLimit:
             return
         if self.in_flight >= self.limit:
             self.counters.refused_busy += 1
-            drained = await _drain_asgi(scope, receive, self.max_body)
+            drained = await _drain_asgi(scope, receive, self.max_body, self.body_timeout)
             await _send_json(
                 send,
                 503,
@@ -309,9 +316,10 @@ def _digest(token: bytes) -> bytes:
 class _BearerAuth:
     """Requires ``Authorization: Bearer <token>`` on every ``/v1/`` route; compares bytes in constant time."""
 
-    def __init__(self, app: ASGIApp, token: str, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, token: str, max_body: int, body_timeout: float) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self._expected = _digest(token.encode("utf-8"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -325,7 +333,7 @@ class _BearerAuth:
         detail, header = problem
         # Never echo the header or query values: they may be the token, or close to it.
         logger.info("refused %s %s: %s", scope.get("method", "?"), scope["path"], detail)
-        drained = await _drain_asgi(scope, receive, self.max_body)
+        drained = await _drain_asgi(scope, receive, self.max_body, self.body_timeout)
         await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", header)], close=not drained)
 
     def _problem(self, scope: Scope) -> tuple[str, bytes] | None:
@@ -473,7 +481,7 @@ class _Collector:
             raise _Refusal(_problem(408, detail, close=True)) from None
         except BodyError as exc:
             # Read what is left (bounded), so the refusal reaches the client and the connection lives on.
-            drained = exc.status_code != 413 and await _drain(chunks, self.max_body)
+            drained = exc.status_code != 413 and await _drain(chunks, self.max_body, self.body_timeout)
             raise _Refusal(_problem(exc.status_code, exc.detail, close=not drained)) from None
         except ClientDisconnect:
             raise _Refusal(_problem(400, "client disconnected before the body ended", close=True)) from None
@@ -692,7 +700,13 @@ def create_app(
         exception_handlers={HTTPException: _http_exception, Exception: _server_fault},
         lifespan=lifespan,
     )
-    app.add_middleware(_BearerAuth, token=token.strip(), max_body=max_body)
-    app.add_middleware(_InFlightLimit, limit=max_in_flight, counters=collector.counters, max_body=max_body)
+    app.add_middleware(_BearerAuth, token=token.strip(), max_body=max_body, body_timeout=body_timeout)
+    app.add_middleware(
+        _InFlightLimit,
+        limit=max_in_flight,
+        counters=collector.counters,
+        max_body=max_body,
+        body_timeout=body_timeout,
+    )
     app.state.collector = collector
     return app
