@@ -101,12 +101,48 @@ _GAIN2: Final = _LOSS + _PREDICTORS
 _SCORED: Final = _GAIN2 + _PREDICTORS - 1
 _GAP_SUM: Final = _SCORED + 1
 _GAP_WEIGHT: Final = _GAP_SUM + 1
-_SUMS: Final = _GAP_WEIGHT + 1
+# Then what is derived from the history and kept between calls (in the same array, to keep the object
+# small): the dispersion index per level (one more entry for the catch-all bucket, which uses the
+# coarsest level's) and how many levels from the finest are current; the predictor blended into the
+# rate and its weight; the adaptive window, from its start to the last completion, with the part of it
+# observed since it was last chosen (the block), the sample count then and the sample count at which it
+# is chosen afresh (0: now); the same for the window of the blended predictor; samples observed so far,
+# at the newest snapshot, and that snapshot's time; half the threshold; and the rate last returned
+# (NaN: to compute).
+_DISPERSION: Final = _GAP_WEIGHT + 1
+_DISPERSION_VALID: Final = _DISPERSION + _LEVELS + 1
+_BLEND_INDEX: Final = _DISPERSION_VALID + 1
+_BLEND_WEIGHT: Final = _BLEND_INDEX + 1
+_WINDOW_SECONDS: Final = _BLEND_WEIGHT + 1
+_WINDOW_ITEMS: Final = _WINDOW_SECONDS + 1
+_WINDOW_LOW: Final = _WINDOW_ITEMS + 1
+_WINDOW_HIGH: Final = _WINDOW_LOW + 1
+_BLOCK_SECONDS: Final = _WINDOW_HIGH + 1
+_BLOCK_ITEMS: Final = _BLOCK_SECONDS + 1
+_WINDOW_FROM: Final = _BLOCK_ITEMS + 1
+_REFRESH_AT: Final = _WINDOW_FROM + 1
+_RECENT_SECONDS: Final = _REFRESH_AT + 1
+_RECENT_ITEMS: Final = _RECENT_SECONDS + 1
+_RECENT_REFRESH_AT: Final = _RECENT_ITEMS + 1
+_SAMPLES: Final = _RECENT_REFRESH_AT + 1
+_SNAPSHOT_FROM: Final = _SAMPLES + 1
+_SNAPSHOT_NEWEST: Final = _SNAPSHOT_FROM + 1
+_HALF_THRESHOLD: Final = _SNAPSHOT_NEWEST + 1
+_RATE: Final = _HALF_THRESHOLD + 1
+_SUMS: Final = _RATE + 1
 
 _GAP_KEEP: Final = 1.0 - 1.0 / 16
 """Decay of the typical gap between completions, per completion."""
 _MIN_ETA_SHARE: Final = 0.5
 """The time since the last completion may take at most half off the rate-based ETA."""
+
+_REFRESH_SHARE: Final = 1.0 / 8
+"""The window is chosen afresh once the samples since it was chosen reach this share of its width."""
+
+_NAN: Final = math.nan
+_INF: Final = math.inf
+_isfinite: Final = math.isfinite
+_sqrt: Final = math.sqrt
 
 
 class ThroughputEstimator:
@@ -130,14 +166,11 @@ class ThroughputEstimator:
     """
 
     __slots__ = (
-        "_half_threshold",
         "_items",
         "_last_done",
         "_last_now",
         "_last_progress",
         "_levels",
-        "_rate_cache",
-        "_samples_since_snapshot",
         "_snapshot_count",
         "_snapshot_head",
         "_snapshots",
@@ -149,24 +182,25 @@ class ThroughputEstimator:
     def __init__(self, *, threshold: float = 3.5) -> None:
         if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
             raise ValueError(f"threshold must be a positive number of standard deviations, got {threshold!r}")
-        self._half_threshold = float(threshold) / 2.0
         # The exponential histogram, oldest bucket first: seconds and items per bucket, and its level
         # (a level-k bucket holds 2**k samples; the oldest may hold more).
         self._spans = array("d")
         self._items = array("d")
         self._levels = bytearray()
-        # Running sums, in one array to keep the object small; see the offsets _DEV ... _GAP_WEIGHT.
-        self._sums = array("d", (0.0,)) * _SUMS
+        # Running sums and caches, in one array to keep the object small; see the offsets above.
+        sums = self._sums = array("d", (0.0,)) * _SUMS
+        for level in range(_LEVELS + 1):
+            sums[_DISPERSION + level] = 1.0  # before any evidence, assume Poisson
+        sums[_HALF_THRESHOLD] = float(threshold) / 2.0
+        sums[_RATE] = _NAN
         # Snapshot ring, oldest entry at _snapshot_head: time, done, then one rate per predictor.
         self._snapshots = array("d", (0.0,)) * (_SNAPSHOTS * _SNAPSHOT_WIDTH)
         self._snapshot_head = 0  # the oldest entry
         self._snapshot_count = 0
-        self._samples_since_snapshot = 0
         self._start: float | None = None
         self._last_now = 0.0
         self._last_done = 0
         self._last_progress = 0.0
-        self._rate_cache: float | None = None
 
     # ----------------------------------------------------------------------------------------- input
 
@@ -181,65 +215,96 @@ class ThroughputEstimator:
             now: the caller's monotonic clock, in seconds.
             done: items complete so far.
         """
-        if not math.isfinite(now):
+        # The reporter calls this for every live tracker on every tick, so the merge bookkeeping and
+        # the window check are written out here rather than split into methods (a call costs more
+        # than most of what they do).
+        if not _isfinite(now):
             return
-        if self._start is None:
+        start = self._start
+        if start is None:
             self._start = self._last_now = self._last_progress = now
             self._last_done = done
             return
         seconds = now - self._last_now
         items = done - self._last_done
         self._last_done = done
+        sums = self._sums
         if seconds == 0.0:
             if items > 0 and self._items:
                 # Done by the same instant as the previous sample: it belongs to that sample's interval.
                 self._items[-1] += items
                 self._last_progress = now
-                self._rate_cache = None
+                sums[_RATE] = _NAN
+                # The newest bucket changed under the windows: rare, so they are simply chosen again.
+                sums[_REFRESH_AT] = sums[_RECENT_REFRESH_AT] = 0.0
             return
         self._last_now = now
-        if seconds < 0.0 or items < 0 or not math.isfinite(seconds):
+        sums[_RATE] = _NAN
+        if seconds < 0.0 or items < 0 or not _isfinite(seconds):
             # The interval means nothing and is left out of the history. Predictions made on the old
             # footing cannot be scored; the silence since the last completion restarts here, since
             # the histogram has no record of the skipped time to measure it against.
             self._snapshot_count = self._snapshot_head = 0
             self._last_progress = now
-            self._rate_cache = None
+            sums[_REFRESH_AT] = sums[_RECENT_REFRESH_AT] = 0.0
             return
-        self._rate_cache = None
-        if items:
-            # The gap that just ended, weighted by its own length: the typical length of the gap an
-            # observer finds itself in, which is what "is this silence normal?" asks about.
-            gap = now - self._last_progress
-            sums = self._sums
-            sums[_GAP_SUM] = sums[_GAP_SUM] * _GAP_KEEP + gap * gap
-            sums[_GAP_WEIGHT] = sums[_GAP_WEIGHT] * _GAP_KEEP + gap
-            self._last_progress = now
-        self._push(seconds, float(items))
-        self._samples_since_snapshot += 1
-        count = self._snapshot_count
-        if not count:
-            self._snapshot(now, done)
-        elif self._samples_since_snapshot >= _MIN_SNAPSHOT_SAMPLES:
-            newest = (self._snapshot_head + count - 1) % _SNAPSHOTS * _SNAPSHOT_WIDTH
-            if now - self._snapshots[newest] >= _SNAPSHOT_SPACING * (now - self._start):
-                self._snapshot(now, done)
 
-    def _push(self, seconds: float, items: float) -> None:
-        """Append one sample as a bucket and merge equal-size buckets so at most two of each remain."""
+        # Append the sample as a bucket and merge equal-size buckets so at most two of each remain.
         spans, counts, levels = self._spans, self._items, self._levels
         spans.append(seconds)
-        counts.append(items)
+        counts.append(float(items))
         levels.append(0)
         newest = len(levels) - 1
         # Levels never increase from oldest to newest, so a third bucket of a level sits two places
         # before the newest one of that level: merge the two oldest of the three, then look one up.
         while newest >= 2 and levels[newest - 2] == levels[newest] < _LEVELS:
-            older, newer = newest - 2, newest - 1
-            self._record_dispersion(levels[older], spans[older], counts[older], spans[newer], counts[newer])
-            spans[older] += spans[newer]
-            counts[older] += counts[newer]
-            levels[older] += 1
+            older = newest - 2
+            newer = newest - 1
+            level = levels[older]
+            older_span = spans[older]
+            newer_span = spans[newer]
+            older_items = counts[older]
+            newer_items = counts[newer]
+            # An Allan-variance sample for this level from the two buckets about to merge.
+            mean_span = 0.5 * (older_span + newer_span)
+            difference = (older_items / older_span - newer_items / newer_span) * mean_span
+            mass = 0.5 * (older_items + newer_items)
+            deviation = 0.5 * difference * difference
+            # Winsorise: one sample may raise this scale's dispersion only so far. A lasting change of
+            # rate produces one huge sample per scale, recurring bursts produce many; only the latter
+            # is noise.
+            valid = sums[_DISPERSION_VALID]
+            if level < valid:
+                dispersion = sums[_DISPERSION + level]
+            elif level == valid:  # usual: the finer level is current (written out: no call)
+                deviation_sum, mass_sum = sums[_DEV + level], sums[_MASS + level]
+                dispersion = sums[_DISPERSION + level - 1] if level else 1.0
+                if mass_sum > 0.0:  # as _shrunk
+                    merges = sums[_MERGES + level]
+                    dispersion = (deviation_sum / (mass_sum / merges) + _DISPERSION_PRIOR * dispersion) / (
+                        merges + _DISPERSION_PRIOR
+                    )
+                    if dispersion < _DISPERSION_FLOOR:
+                        dispersion = _DISPERSION_FLOOR
+                    elif not dispersion < _DISPERSION_CEILING:
+                        dispersion = _DISPERSION_CEILING
+                sums[_DISPERSION + level] = dispersion
+                if level == _LEVELS - 1:
+                    sums[_DISPERSION + _LEVELS] = dispersion
+                valid = level + 1
+            else:
+                dispersion = self._dispersion_at(level)
+                valid = level + 1
+            cap = _DISPERSION_CAP * dispersion * (1.0 if mass < 1.0 else mass)
+            if cap < deviation:
+                deviation = cap
+            sums[_DEV + level] = sums[_DEV + level] * _DISPERSION_KEEP + deviation
+            sums[_MASS + level] = sums[_MASS + level] * _DISPERSION_KEEP + mass
+            sums[_MERGES + level] = sums[_MERGES + level] * _DISPERSION_KEEP + 1.0
+            sums[_DISPERSION_VALID] = level  # this level's index and every coarser one changed
+            spans[older] = older_span + newer_span
+            counts[older] = older_items + newer_items
+            levels[older] = level + 1
             del spans[newer], counts[newer], levels[newer]
             newest = older
         if len(levels) > _MAX_BUCKETS:
@@ -248,39 +313,71 @@ class ThroughputEstimator:
             levels[0] = _LEVELS  # the catch-all for everything older than the finest-grained history
             del spans[1], counts[1], levels[1]
 
-    def _record_dispersion(
-        self, level: int, older_span: float, older_items: float, newer_span: float, newer_items: float
-    ) -> None:
-        """Add an Allan-variance sample for ``level`` from two adjacent buckets about to merge."""
-        mean_span = 0.5 * (older_span + newer_span)
-        difference = (older_items / older_span - newer_items / newer_span) * mean_span
-        mass = 0.5 * (older_items + newer_items)
-        deviation = 0.5 * difference * difference
-        # Winsorise: one sample may raise this scale's dispersion only so far. A lasting change of rate
-        # produces one huge sample per scale, recurring bursts produce many; only the latter is noise.
-        deviation = min(deviation, _DISPERSION_CAP * self._dispersion_at(level) * max(mass, 1.0))
-        sums = self._sums
-        sums[_DEV + level] = sums[_DEV + level] * _DISPERSION_KEEP + deviation
-        sums[_MASS + level] = sums[_MASS + level] * _DISPERSION_KEEP + mass
-        sums[_MERGES + level] = sums[_MERGES + level] * _DISPERSION_KEEP + 1.0
+        samples = sums[_SAMPLES] + 1.0
+        sums[_SAMPLES] = samples
+        if items:
+            # The gap that just ended, weighted by its own length: the typical length of the gap an
+            # observer finds itself in, which is what "is this silence normal?" asks about.
+            gap = now - self._last_progress
+            sums[_GAP_SUM] = sums[_GAP_SUM] * _GAP_KEEP + gap * gap
+            sums[_GAP_WEIGHT] = sums[_GAP_WEIGHT] * _GAP_KEEP + gap
+            self._last_progress = now
+            # Grow the remembered windows, which end at the last completion, by the gap that just
+            # ended. The adaptive window stands while the newer data agrees with it: if the longer
+            # window's rate leaves the interval of rates its parts allowed, or the block observed since
+            # the window was chosen is inconsistent with every rate in that interval (the square-root
+            # test the walk in _adaptive_rate applies to each bucket), it is chosen afresh when read.
+            sums[_RECENT_SECONDS] += gap
+            sums[_RECENT_ITEMS] += items
+            window_seconds = sums[_WINDOW_SECONDS] + gap
+            window_items = sums[_WINDOW_ITEMS] + items
+            block_seconds = sums[_BLOCK_SECONDS] + gap
+            block_items = sums[_BLOCK_ITEMS] + items
+            sums[_WINDOW_SECONDS] = window_seconds
+            sums[_WINDOW_ITEMS] = window_items
+            sums[_BLOCK_SECONDS] = block_seconds
+            sums[_BLOCK_ITEMS] = block_items
+            if samples < sums[_REFRESH_AT]:
+                low, high = sums[_WINDOW_LOW], sums[_WINDOW_HIGH]
+                if not low <= window_items / window_seconds <= high:
+                    sums[_REFRESH_AT] = 0.0
+                elif high < _INF:
+                    # The block's scale: the dispersion of a bucket as wide as it. A level changed by
+                    # a merge since the walk holds its previous value, as good for a check like this.
+                    level = int(samples - sums[_WINDOW_FROM]).bit_length() - 1
+                    dispersion = sums[_DISPERSION + (level if level < _LEVELS else _LEVELS)]
+                    half = sums[_HALF_THRESHOLD]
+                    root = _sqrt(block_items / dispersion + _ANSCOMBE)
+                    scale = block_seconds / dispersion
+                    if ((root + half) ** 2 - _ANSCOMBE) / scale < low or (
+                        root > half and ((root - half) ** 2 - _ANSCOMBE) / scale > high
+                    ):
+                        sums[_REFRESH_AT] = 0.0
+        if not self._snapshot_count or (
+            samples - sums[_SNAPSHOT_FROM] >= _MIN_SNAPSHOT_SAMPLES
+            and now - sums[_SNAPSHOT_NEWEST] >= _SNAPSHOT_SPACING * (now - start)
+        ):
+            self._snapshot(now, done)
 
     def _dispersion_at(self, level: int) -> float:
-        """Dispersion index (variance / mean of item counts) at ``level``; 1.0 means Poisson."""
-        sums = self._sums
-        dispersion = 1.0  # before any evidence, assume Poisson
-        for finer in range(level + 1):
-            dispersion = _shrunk(sums[_DEV + finer], sums[_MASS + finer], sums[_MERGES + finer], dispersion)
-        return dispersion
+        """Dispersion index (variance / mean of item counts) at ``level``; 1.0 means Poisson.
 
-    def _dispersions(self) -> list[float]:
-        """Dispersion index per level, each shrunk towards the next finer level's while evidence is thin."""
+        Each level's index is shrunk towards the next finer level's while its own evidence is thin, so
+        a change at one level changes every coarser one: the indices are kept per level and recomputed
+        from the finest changed level up, only when asked for.
+        """
         sums = self._sums
-        out = []
-        dispersion = 1.0
-        for level in range(_LEVELS):
-            dispersion = _shrunk(sums[_DEV + level], sums[_MASS + level], sums[_MERGES + level], dispersion)
-            out.append(dispersion)
-        return out
+        valid = int(sums[_DISPERSION_VALID])
+        if level < valid:
+            return sums[_DISPERSION + level]
+        dispersion = sums[_DISPERSION + valid - 1] if valid else 1.0
+        for finer in range(valid, level + 1):
+            dispersion = _shrunk(sums[_DEV + finer], sums[_MASS + finer], sums[_MERGES + finer], dispersion)
+            sums[_DISPERSION + finer] = dispersion
+        if level == _LEVELS - 1:
+            sums[_DISPERSION + _LEVELS] = dispersion  # the catch-all bucket uses the coarsest level's
+        sums[_DISPERSION_VALID] = level + 1
+        return dispersion
 
     def _snapshot(self, now: float, done: int) -> None:
         """Remember what every predictor says now; score the oldest remembered predictions."""
@@ -303,6 +400,7 @@ class ThroughputEstimator:
                     gain = adaptive - error
                     sums[_GAIN2 + index - 1] = sums[_GAIN2 + index - 1] * _LOSS_KEEP + gain * gain
                 sums[_SCORED] = sums[_SCORED] * _LOSS_KEEP + 1.0
+                self._choose_blend()
             self._snapshot_head = (self._snapshot_head + 1) % _SNAPSHOTS
             self._snapshot_count -= 1
         base = (self._snapshot_head + self._snapshot_count) % _SNAPSHOTS * _SNAPSHOT_WIDTH
@@ -311,7 +409,31 @@ class ThroughputEstimator:
         for index, predicted in enumerate(predictions):
             ring[base + 2 + index] = predicted
         self._snapshot_count += 1
-        self._samples_since_snapshot = 0
+        sums = self._sums
+        sums[_SNAPSHOT_FROM] = sums[_SAMPLES]
+        sums[_SNAPSHOT_NEWEST] = now
+
+    def _choose_blend(self) -> None:
+        """Pick the predictor to blend into the adaptive rate, and its weight, from the scores so far.
+
+        The one that has beaten the adaptive rate by the widest margin, weighted by how sure that is: its
+        mean advantage over the scored snapshots in standard errors (a paired comparison of errors, as in
+        the Diebold-Mariano test), reaching full weight at _CONFIDENT. Scores change only when a snapshot
+        is scored, so this runs then, not on every read.
+        """
+        sums = self._sums
+        scored = sums[_SCORED]
+        best, best_gain, weight = 0, _MIN_GAIN, 0.0
+        for index in range(1, _PREDICTORS if scored >= _MIN_SCORED else 1):
+            gain = (sums[_LOSS] - sums[_LOSS + index]) / scored
+            if gain > best_gain:
+                spread = math.sqrt(max(sums[_GAIN2 + index - 1] / scored - gain * gain, 0.0))
+                confidence = gain * math.sqrt(scored) / spread if spread > 0.0 else math.inf
+                best, best_gain, weight = index, gain, min(confidence / _CONFIDENT, 1.0)
+        if best != sums[_BLEND_INDEX]:
+            sums[_BLEND_INDEX] = best
+            sums[_RECENT_REFRESH_AT] = 0.0  # another predictor's window
+        sums[_BLEND_WEIGHT] = weight
 
     # ---------------------------------------------------------------------------------------- output
 
@@ -326,34 +448,32 @@ class ThroughputEstimator:
             ``None`` until two samples with different times have been observed, then the rate
             (``0.0`` while nothing has completed).
         """
-        if self._rate_cache is not None:
-            return self._rate_cache
+        sums = self._sums
+        rate = sums[_RATE]
+        if rate == rate:  # not NaN: nothing observed since it was computed
+            return rate
         if not self._spans:
             return None
-        age = self._silence(self._last_now)
-        rate = self._adaptive_rate(age)
-        # Blend in the predictor that has beaten the adaptive one by the widest margin, weighted by
-        # how sure that is: its mean advantage over the scored snapshots in standard errors (a paired
-        # comparison of errors, as in the Diebold-Mariano test), reaching full weight at _CONFIDENT.
-        sums = self._sums
-        scored = sums[_SCORED]
-        best, best_gain, weight = 0, _MIN_GAIN, 0.0
-        for index in range(1, _PREDICTORS if scored >= _MIN_SCORED else 1):
-            gain = (sums[_LOSS] - sums[_LOSS + index]) / scored
-            if gain > best_gain:
-                spread = math.sqrt(max(sums[_GAIN2 + index - 1] / scored - gain * gain, 0.0))
-                confidence = gain * math.sqrt(scored) / spread if spread > 0.0 else math.inf
-                best, best_gain, weight = index, gain, min(confidence / _CONFIDENT, 1.0)
+        if sums[_SAMPLES] >= sums[_REFRESH_AT]:
+            rate = self._adaptive_rate(self._silence(self._last_now))
+        else:
+            # The window chosen last still stands (see observe): the same window, grown.
+            rate = sums[_WINDOW_ITEMS] / sums[_WINDOW_SECONDS]
+        best = int(sums[_BLEND_INDEX])
         if best:
-            other = self._recent_rate(_RECENT_FRACTIONS[best - 1], age)
+            weight = sums[_BLEND_WEIGHT]
+            if sums[_SAMPLES] >= sums[_RECENT_REFRESH_AT]:
+                other = self._blended_rate(_RECENT_FRACTIONS[best - 1])
+            else:
+                other = sums[_RECENT_ITEMS] / sums[_RECENT_SECONDS]  # that window, grown
             if weight >= 1.0 or not rate:
                 rate = other
             elif other > 0.0:
                 # geometric blend: a rate half-way between 5/s and 20/s is 10/s, symmetric in ratio
                 rate = math.exp((1.0 - weight) * math.log(rate) + weight * math.log(other))
-        if not math.isfinite(rate):
+        if not _isfinite(rate):
             return None
-        self._rate_cache = rate
+        sums[_RATE] = rate
         return rate
 
     def eta(self, total: int) -> float | None:
@@ -373,11 +493,15 @@ class ThroughputEstimator:
         from_last_completion = (total - self._last_done) / rate
         # Work resumes from the last completion, not from the last sample; but a silence longer than
         # the usual gap between completions is a stall, and a stall does not bring the end closer.
-        weight = self._sums[_GAP_WEIGHT]
-        usual_gap = self._sums[_GAP_SUM] / weight if weight else 0.0
-        counted_down = min(self._silence(self._last_now), usual_gap, _MIN_ETA_SHARE * from_last_completion)
+        sums = self._sums
+        weight = sums[_GAP_WEIGHT]
+        usual_gap = sums[_GAP_SUM] / weight if weight else 0.0
+        silence = self._last_now - self._last_progress
+        if silence < 0.0:
+            silence = 0.0
+        counted_down = min(silence, usual_gap, _MIN_ETA_SHARE * from_last_completion)
         seconds = from_last_completion - counted_down
-        return seconds if math.isfinite(seconds) and seconds >= 0.0 else None
+        return seconds if _isfinite(seconds) and seconds >= 0.0 else None
 
     # ------------------------------------------------------------------------------------ predictors
 
@@ -386,15 +510,21 @@ class ThroughputEstimator:
         return max(now - self._last_progress, 0.0)
 
     def _adaptive_rate(self, age: float) -> float:
-        """Rate over the longest recent window, ending at the last completion, that is one regime."""
-        spans, counts, levels = self._spans, self._items, self._levels
-        dispersion = self._dispersions()
-        dispersion.append(dispersion[-1])  # the catch-all bucket (level _LEVELS) uses the coarsest
+        """Rate over the longest recent window, ending at the last completion, that is one regime.
+
+        Also remembers the window (its seconds, items and the interval of rates its parts allow) for
+        :meth:`observe` to grow until newer data disagrees with it.
+        """
+        spans, counts, levels, sums = self._spans, self._items, self._levels, self._sums
+        if sums[_DISPERSION_VALID] < _LEVELS:
+            self._dispersion_at(_LEVELS - 1)
+        dispersion = sums[_DISPERSION : _DISPERSION + _LEVELS + 1].tolist()
         top = _LEVELS - 1
-        half = self._half_threshold
-        low, high = 0.0, math.inf
+        half = sums[_HALF_THRESHOLD]
+        low, high = 0.0, _INF
         seconds, items, width = -age, 0.0, 0
-        chosen = 0.0
+        chosen = chosen_seconds = chosen_items = 0.0
+        chosen_width = 0
         for index in range(len(spans) - 1, -1, -1):
             bucket_seconds, bucket_items, level = spans[index], counts[index], levels[index]
             seconds += bucket_seconds
@@ -405,16 +535,16 @@ class ThroughputEstimator:
             rate = items / seconds
             if not low <= rate <= high:
                 break  # the longer window disagrees with a shorter one
-            if high < math.inf:
+            if high < _INF:
                 # Does the bucket just added agree with everything newer: is its count consistent with
                 # some rate in [low, high]? (The same square-root interval, around the bucket's count.)
                 scale = bucket_seconds / dispersion[level]
-                root = math.sqrt(bucket_items * scale / bucket_seconds + _ANSCOMBE)
+                root = _sqrt(bucket_items * scale / bucket_seconds + _ANSCOMBE)
                 if ((root + half) ** 2 - _ANSCOMBE) / scale < low:
                     break
                 if root > half and ((root - half) ** 2 - _ANSCOMBE) / scale > high:
                     break
-            chosen = rate
+            chosen, chosen_seconds, chosen_items, chosen_width = rate, seconds, items, width
             # Narrow the interval of rates consistent with every window so far, once the window holds
             # enough evidence (items deflated by the dispersion) that a disagreement with it means
             # something: two quiet samples in a steady job are luck, not a new regime.
@@ -423,7 +553,7 @@ class ThroughputEstimator:
             evidence = rate * scale
             if evidence < _MIN_EVIDENCE:
                 continue
-            root = math.sqrt(evidence + _ANSCOMBE)
+            root = _sqrt(evidence + _ANSCOMBE)
             if root > half:
                 bound = ((root - half) ** 2 - _ANSCOMBE) / scale
                 if bound > low:
@@ -431,7 +561,42 @@ class ThroughputEstimator:
             bound = ((root + half) ** 2 - _ANSCOMBE) / scale
             if bound < high:
                 high = bound
+        sums[_WINDOW_SECONDS] = chosen_seconds
+        sums[_WINDOW_ITEMS] = chosen_items
+        sums[_WINDOW_LOW] = low
+        sums[_WINDOW_HIGH] = high
+        sums[_BLOCK_SECONDS] = sums[_BLOCK_ITEMS] = 0.0
+        # A window with nothing in it cannot be grown; otherwise it is chosen afresh once the newer
+        # samples amount to a fair share of it (a short window, right after a change, on every sample).
+        samples = sums[_WINDOW_FROM] = sums[_SAMPLES]
+        refresh_in = chosen_width * _REFRESH_SHARE
+        sums[_REFRESH_AT] = 0.0 if not chosen else samples + (refresh_in if refresh_in > 1.0 else 1.0)
         return chosen
+
+    def _blended_rate(self, fraction: float) -> float:
+        """:meth:`_recent_rate` for the blended predictor, remembered for :meth:`observe` to grow.
+
+        The window of the last ``fraction`` of the run slides with the run; grown instead, it stays
+        within an eighth of its length of that until it is measured afresh.
+        """
+        spans, counts, levels, sums = self._spans, self._items, self._levels, self._sums
+        age = self._silence(self._last_now)
+        want = fraction * (sum(spans) - age)
+        seconds, items, width = -age, 0.0, 0
+        index = len(spans) - 1
+        while index >= 0 and (seconds < want or not items):
+            seconds += spans[index]
+            items += counts[index]
+            width += 1 << levels[index]
+            index -= 1
+        if seconds <= 0.0:
+            sums[_RECENT_REFRESH_AT] = 0.0
+            return 0.0
+        sums[_RECENT_SECONDS] = seconds
+        sums[_RECENT_ITEMS] = items
+        refresh_in = width * _REFRESH_SHARE
+        sums[_RECENT_REFRESH_AT] = sums[_SAMPLES] + (refresh_in if refresh_in > 1.0 else 1.0)
+        return items / seconds
 
     def _recent_rate(self, fraction: float, age: float) -> float:
         """Rate over roughly the last ``fraction`` of the run, ending at the last completion."""
