@@ -322,37 +322,10 @@ class ThroughputEstimator:
             sums[_GAP_SUM] = sums[_GAP_SUM] * _GAP_KEEP + gap * gap
             sums[_GAP_WEIGHT] = sums[_GAP_WEIGHT] * _GAP_KEEP + gap
             self._last_progress = now
-            # Grow the remembered windows, which end at the last completion, by the gap that just
-            # ended. The adaptive window stands while the newer data agrees with it: if the longer
-            # window's rate leaves the interval of rates its parts allowed, or the block observed since
-            # the window was chosen is inconsistent with every rate in that interval (the square-root
-            # test the walk in _adaptive_rate applies to each bucket), it is chosen afresh when read.
-            sums[_RECENT_SECONDS] += gap
-            sums[_RECENT_ITEMS] += items
-            window_seconds = sums[_WINDOW_SECONDS] + gap
-            window_items = sums[_WINDOW_ITEMS] + items
-            block_seconds = sums[_BLOCK_SECONDS] + gap
-            block_items = sums[_BLOCK_ITEMS] + items
-            sums[_WINDOW_SECONDS] = window_seconds
-            sums[_WINDOW_ITEMS] = window_items
-            sums[_BLOCK_SECONDS] = block_seconds
-            sums[_BLOCK_ITEMS] = block_items
-            if samples < sums[_REFRESH_AT]:
-                low, high = sums[_WINDOW_LOW], sums[_WINDOW_HIGH]
-                if not low <= window_items / window_seconds <= high:
-                    sums[_REFRESH_AT] = 0.0
-                elif high < _INF:
-                    # The block's scale: the dispersion of a bucket as wide as it. A level changed by
-                    # a merge since the walk holds its previous value, as good for a check like this.
-                    level = int(samples - sums[_WINDOW_FROM]).bit_length() - 1
-                    dispersion = sums[_DISPERSION + (level if level < _LEVELS else _LEVELS)]
-                    half = sums[_HALF_THRESHOLD]
-                    root = _sqrt(block_items / dispersion + _ANSCOMBE)
-                    scale = block_seconds / dispersion
-                    if ((root + half) ** 2 - _ANSCOMBE) / scale < low or (
-                        root > half and ((root - half) ** 2 - _ANSCOMBE) / scale > high
-                    ):
-                        sums[_REFRESH_AT] = 0.0
+            # The remembered windows end at the last completion: both grow by the gap that just ended
+            # (see _adaptive_rate, _blended_rate).
+            sums[_BLOCK_SECONDS] += gap
+            sums[_BLOCK_ITEMS] += items
         if not self._snapshot_count or (
             samples - sums[_SNAPSHOT_FROM] >= _MIN_SNAPSHOT_SAMPLES
             and now - sums[_SNAPSHOT_NEWEST] >= _SNAPSHOT_SPACING * (now - start)
@@ -382,7 +355,10 @@ class ThroughputEstimator:
     def _snapshot(self, now: float, done: int) -> None:
         """Remember what every predictor says now; score the oldest remembered predictions."""
         age = self._silence(now)
-        predictions = [self._adaptive_rate(age), *(self._recent_rate(f, age) for f in _RECENT_FRACTIONS)]
+        predictions = [
+            self._current_adaptive_rate(self._sums),
+            *(self._recent_rate(f, age) for f in _RECENT_FRACTIONS),
+        ]
         if not all(predictions):
             return  # nothing has completed yet: no predictor has anything to say
         ring = self._snapshots
@@ -454,18 +430,17 @@ class ThroughputEstimator:
             return rate
         if not self._spans:
             return None
-        if sums[_SAMPLES] >= sums[_REFRESH_AT]:
-            rate = self._adaptive_rate(self._silence(self._last_now))
-        else:
-            # The window chosen last still stands (see observe): the same window, grown.
-            rate = sums[_WINDOW_ITEMS] / sums[_WINDOW_SECONDS]
+        rate = self._current_adaptive_rate(sums)
         best = int(sums[_BLEND_INDEX])
         if best:
             weight = sums[_BLEND_WEIGHT]
             if sums[_SAMPLES] >= sums[_RECENT_REFRESH_AT]:
                 other = self._blended_rate(_RECENT_FRACTIONS[best - 1])
             else:
-                other = sums[_RECENT_ITEMS] / sums[_RECENT_SECONDS]  # that window, grown
+                # that window, grown by the block observed since
+                other = (sums[_RECENT_ITEMS] + sums[_BLOCK_ITEMS]) / (
+                    sums[_RECENT_SECONDS] + sums[_BLOCK_SECONDS]
+                )
             if weight >= 1.0 or not rate:
                 rate = other
             elif other > 0.0:
@@ -508,6 +483,34 @@ class ThroughputEstimator:
     def _silence(self, now: float) -> float:
         """Seconds since the last sample that showed progress (or since the start)."""
         return max(now - self._last_progress, 0.0)
+
+    def _current_adaptive_rate(self, sums: array[float]) -> float:
+        """The adaptive rate: the window chosen last, grown, while the newer data agrees with it.
+
+        The window is chosen afresh (:meth:`_adaptive_rate`) once the samples since it was chosen amount
+        to a fair share of it, or as soon as the grown window's rate leaves the interval of rates its
+        parts allowed, or the block observed since it was chosen is inconsistent with every rate in that
+        interval (the square-root test the walk applies to each bucket).
+        """
+        if sums[_SAMPLES] < sums[_REFRESH_AT]:
+            block_seconds, block_items = sums[_BLOCK_SECONDS], sums[_BLOCK_ITEMS]
+            rate = (sums[_WINDOW_ITEMS] + block_items) / (sums[_WINDOW_SECONDS] + block_seconds)
+            low, high = sums[_WINDOW_LOW], sums[_WINDOW_HIGH]
+            if low <= rate <= high:
+                if high == _INF or block_seconds <= 0.0:
+                    return rate  # no evidence to judge the block by, or nothing new
+                # The block's scale: the dispersion of a bucket as wide as it. A level changed by a
+                # merge since the walk holds its previous value here, as good for a check like this.
+                level = int(sums[_SAMPLES] - sums[_WINDOW_FROM]).bit_length() - 1
+                dispersion = sums[_DISPERSION + (level if level < _LEVELS else _LEVELS)]
+                half = sums[_HALF_THRESHOLD]
+                root = _sqrt(block_items / dispersion + _ANSCOMBE)
+                scale = block_seconds / dispersion
+                if ((root + half) ** 2 - _ANSCOMBE) / scale >= low and (
+                    root <= half or ((root - half) ** 2 - _ANSCOMBE) / scale <= high
+                ):
+                    return rate
+        return self._adaptive_rate(max(self._last_now - self._last_progress, 0.0))
 
     def _adaptive_rate(self, age: float) -> float:
         """Rate over the longest recent window, ending at the last completion, that is one regime.
@@ -565,6 +568,9 @@ class ThroughputEstimator:
         sums[_WINDOW_ITEMS] = chosen_items
         sums[_WINDOW_LOW] = low
         sums[_WINDOW_HIGH] = high
+        # The blended predictor's window grows by the same block: keep it whole as the block restarts.
+        sums[_RECENT_SECONDS] += sums[_BLOCK_SECONDS]
+        sums[_RECENT_ITEMS] += sums[_BLOCK_ITEMS]
         sums[_BLOCK_SECONDS] = sums[_BLOCK_ITEMS] = 0.0
         # A window with nothing in it cannot be grown; otherwise it is chosen afresh once the newer
         # samples amount to a fair share of it (a short window, right after a change, on every sample).
@@ -592,8 +598,8 @@ class ThroughputEstimator:
         if seconds <= 0.0:
             sums[_RECENT_REFRESH_AT] = 0.0
             return 0.0
-        sums[_RECENT_SECONDS] = seconds
-        sums[_RECENT_ITEMS] = items
+        sums[_RECENT_SECONDS] = seconds - sums[_BLOCK_SECONDS]  # grows by the block, as it grows
+        sums[_RECENT_ITEMS] = items - sums[_BLOCK_ITEMS]
         refresh_in = width * _REFRESH_SHARE
         sums[_RECENT_REFRESH_AT] = sums[_SAMPLES] + (refresh_in if refresh_in > 1.0 else 1.0)
         return items / seconds
