@@ -121,6 +121,21 @@ def message_row(message: Heartbeat | ProgressUpdate) -> dict[str, Any]:
     return row
 
 
+def _rounds(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split rows sorted by (key, seq) into lists of distinct keys: each key's n-th message in round n."""
+    rounds: list[list[dict[str, Any]]] = []
+    previous_key: tuple[str, str] | None = None
+    depth = 0
+    for row in rows:
+        key = (row["job_id"], row["worker_id"])
+        depth = depth + 1 if key == previous_key else 0
+        previous_key = key
+        if depth == len(rounds):
+            rounds.append([])
+        rounds[depth].append(row)
+    return rounds
+
+
 class StoreWriter:
     """Writes messages into a store: one transaction per batch, idempotent, thread- and process-safe.
 
@@ -209,7 +224,7 @@ class StoreWriter:
         return postgresql_insert  # DuckDB speaks the same ON CONFLICT dialect
 
     def _build_upsert(self) -> Insert:
-        from sqlalchemy import and_, bindparam, case, or_
+        from sqlalchemy import bindparam
 
         table = self._tables.progress
         now = self._now()
@@ -219,7 +234,28 @@ class StoreWriter:
             if column.name not in ("started_at", "progressed_at", "seen_at")
         }
         values.update(started_at=now, progressed_at=now, seen_at=now)
-        statement = self._insert()(table).values(values)
+        return self._on_conflict(self._insert()(table).values(values))
+
+    def _multi_row_upsert(self, rows: list[dict[str, Any]]) -> Insert:
+        """One statement for many rows of distinct keys (DuckDB: an executemany costs ms per row)."""
+        table = self._tables.progress
+        now = self._now()
+        names = [
+            column.name
+            for column in table.columns
+            if column.name not in ("started_at", "progressed_at", "seen_at")
+        ]
+        values = [
+            {**{name: row[name] for name in names}, "started_at": now, "progressed_at": now, "seen_at": now}
+            for row in rows
+        ]
+        return self._on_conflict(self._insert()(table).values(values))
+
+    def _on_conflict(self, statement: Any) -> Insert:
+        from sqlalchemy import and_, case, or_
+
+        table = self._tables.progress
+        now = self._now()
         new, old = statement.excluded, table.c
         status_applies = new.status_seq > old.status_seq
         progress_applies = new.progress_seq > old.progress_seq
@@ -272,6 +308,14 @@ class StoreWriter:
         }
         values["seen_at"] = self._now()
         # Keyed by (job, worker, seq): a redelivered message is not recorded twice.
+        statement: Insert = self._insert()(table).values(values).on_conflict_do_nothing()
+        return statement
+
+    def _multi_row_history(self, rows: list[dict[str, Any]]) -> Insert:
+        table = self._tables.history
+        now = self._now()
+        names = [column.name for column in table.columns if column.name != "seen_at"]
+        values = [{**{name: row[name] for name in names}, "seen_at": now} for row in rows]
         statement: Insert = self._insert()(table).values(values).on_conflict_do_nothing()
         return statement
 
@@ -330,18 +374,27 @@ class StoreWriter:
         )
         engine = self._engine()
         self._ensure_schema(engine)
+        params: dict[str, Any] = {}
         if self._clock is not None:
-            now = self._clock()
+            params["store_now"] = now = self._clock()
             for row in rows:
                 row["store_now"] = now
         try:
             with connect(engine, read=False) as connection:
-                connection.execute(self._upsert, rows)
+                if self._backend == "duckdb":
+                    # DuckDB refuses to update one row twice in a statement: one statement per round
+                    # of distinct keys, rounds in seq order (rows are sorted by key, then seq).
+                    for round_rows in _rounds(rows):
+                        connection.execute(self._multi_row_upsert(round_rows), params)
+                else:
+                    connection.execute(self._upsert, rows)
                 if self._history_insert is not None:
-                    connection.execute(
-                        self._history_insert,
-                        [row if row["type"] == "heartbeat" else {**row, "status": None} for row in rows],
-                    )
+                    history = [row if row["type"] == "heartbeat" else {**row, "status": None} for row in rows]
+                    if self._backend == "duckdb":
+                        for round_rows in _rounds(history):
+                            connection.execute(self._multi_row_history(round_rows), params)
+                    else:
+                        connection.execute(self._history_insert, history)
         except SQLAlchemyError as exc:
             raise StoreError(describe_error(exc, self._url)) from exc
         if self._history:
