@@ -458,7 +458,12 @@ class StoreWriter:
         if moment < self._next_prune:
             return
         self._next_prune = moment + _PRUNE_INTERVAL
-        self.prune_history(engine)
+        try:
+            self.prune_history(engine)
+        except StoreError as exc:  # upkeep must never fail a write that already committed
+            logger.warning(
+                "pruning the progress history failed (retried in %.0f s): %s", _PRUNE_INTERVAL, exc
+            )
 
     def prune_history(self, engine: Engine | None = None) -> None:
         """Apply the history retention bounds now (a writer also does it once a minute).
