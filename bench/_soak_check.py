@@ -121,6 +121,7 @@ class JournalTruth:
     first_done: dict[Key, dict[int, float]] = field(default_factory=dict)
     finished: set[Key] = field(default_factory=set)
     numbers: dict[Key, int] = field(default_factory=dict)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
     _sorted: dict[Key, list[float]] = field(default_factory=dict)
 
     @classmethod
@@ -143,6 +144,16 @@ class JournalTruth:
                     items.setdefault(int(fields[3]), float(fields[1]))
                 elif fields[0] == "F":
                     truth.finished.add((fields[2], worker_id))
+                elif fields[0] == "R":
+                    truth.resumes.append(
+                        {
+                            "worker_id": worker_id,
+                            "job_id": fields[2],
+                            "stored": None if fields[3] == "-" else int(fields[3]),
+                            "journal": int(fields[4]),
+                            "direct": fields[5] == "1",
+                        }
+                    )
         return truth
 
     def count_at(self, key: Key, moment: float) -> int:
@@ -235,13 +246,12 @@ def check(
                     verdict.fail(
                         f"{worker_id} run {spec.run}: error raised into worker code:\n{result['error']}"
                     )
-    for result in results:
-        for resume in result.get("resumes", []):
-            if resume["stored"] is not None and resume["stored"] > resume["journal"]:
-                verdict.fail(
-                    f"{result['worker_id']}: resumed {resume['job_id']} at stored done {resume['stored']} "
-                    f"> {resume['journal']} items journalled (double counting)"
-                )
+    for resume in truth.resumes:
+        if resume["stored"] is not None and resume["stored"] > resume["journal"]:
+            verdict.fail(
+                f"{resume['worker_id']}: resumed {resume['job_id']} at stored done {resume['stored']} "
+                f"> {resume['journal']} items journalled (double counting)"
+            )
 
     # 2. Every job's final state present and correct: done equals the journalled work.
     rows_checked = 0
@@ -293,9 +303,9 @@ def check(
                     )
         for text in poller.inconsistent[:5]:
             verdict.fail(f"Jobs view inconsistent ({poller.name}): {text}")
-    redone = sum(result.get("items_redone", 0) for result in results)
-    resumes = [resume for result in results for resume in result.get("resumes", [])]
+    resumes = truth.resumes
     direct = [resume["journal"] - resume["stored"] for resume in resumes if resume["direct"]]
+    redone = sum(max(lag, 0) for lag in direct)
     via = [resume["stored"] for resume in resumes if not resume["direct"]]
     via_lag = [
         resume["journal"] - resume["stored"]

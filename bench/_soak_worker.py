@@ -7,6 +7,8 @@ worker id::
     S <time> <n> <job_id>        job number n started
     I <time> <job_id> <index>    item <index> of the job completed (written before advance())
     F <time> <job_id>            the job's with-block exited normally
+    R <time> <job_id> <stored> <journalled> <direct>   a restarted run resumed the job (stored: what
+                                 the store or collector held for it, "-" when it could not be read)
 
 Because an item is journalled before it is counted, the store can never rightly show more than the
 journal holds at that moment: more would be double counting.
@@ -191,8 +193,6 @@ def run_worker(spec: WorkerSpec) -> None:
         "run": spec.run,
         "spec": asdict(spec),
     }
-    resumes: list[dict[str, Any]] = []
-    result["resumes"] = resumes
     exit_code = 0
     try:
         os.environ["JOBPROGRESS_HTTP_TOKEN"] = spec.token
@@ -205,7 +205,7 @@ def run_worker(spec: WorkerSpec) -> None:
         journal = Journal.read(spec.journal_path)
         rng = random.Random(f"{spec.seed}:{spec.worker_id}:{spec.run}")
         number = journal.next_number
-        jobs_finished = items_done = items_redone = 0
+        jobs_finished = items_done = 0
         last_sample = 0.0
         with (
             open(spec.journal_path, "a", buffering=1, encoding="utf-8") as log,
@@ -224,19 +224,13 @@ def run_worker(spec: WorkerSpec) -> None:
                 ) as tracker:
                     if journalled:
                         stored = tracker.done if direct else held
-                        resumes.append(
-                            {
-                                "job_id": job.job_id,
-                                "stored": stored,
-                                "journal": len(journalled),
-                                "direct": direct,
-                            }
+                        shown = "-" if stored is None else stored
+                        log.write(
+                            f"R {time.time():.6f} {job.job_id} {shown} {len(journalled)} {int(direct)}\n"
                         )
                         if not direct:
                             tracker.set_done(len(journalled))
-                    start = tracker.done
-                    # Indices between the stored done and the journal are done again (at-least-once).
-                    items_redone += max(len(journalled) - start, 0)
+                    start = tracker.done  # indices from here to the journal's are redone (at-least-once)
                     for index in range(start, job.total):
                         while time.monotonic() < signals.hang_until and not signals.stop:
                             time.sleep(0.05)  # a stuck item: no progress, the reporter keeps alive
@@ -265,7 +259,6 @@ def run_worker(spec: WorkerSpec) -> None:
         result.update(
             jobs_finished=jobs_finished,
             items_done=items_done,
-            items_redone=items_redone,
             delivered=delivered,
             stats=stats["sinks"],
         )

@@ -26,7 +26,7 @@ no double counting at any moment or after restarts, lost and stalled workers fla
 ``advance()`` to a visible row, peak memory per worker. It exits 1 on any violation::
 
     python bench/soak.py                                  # the 5-minute soak (tox -e soak)
-    python bench/soak.py --duration 60 --workers-sqlite 4 --workers-postgres 8   # the CI variant
+    python bench/soak.py --duration 50 --workers-sqlite 4 --workers-postgres 8   # tests/test_soak.py
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 SOAK = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
-DURATION = 50  # seconds of work; with start-up, the drain and the checks the run takes about 70 s
+DURATION = 50  # seconds of work; with start-up, the drain and the checks the run takes about 55 s
 
 
 def _soak_command() -> list[str]:
