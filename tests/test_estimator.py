@@ -6,6 +6,7 @@ import doctest
 import math
 import random
 import sys
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -398,3 +399,207 @@ def test_eta_counts_down_between_batches_and_holds_in_a_stall() -> None:
     stalled = est.eta(2000)
     assert stalled is not None
     assert stalled >= 0.5 * right_after
+
+
+# ------------------------------------------------------------------------------------------- caches
+#
+# The estimator keeps derived state between calls (per-level dispersions, the blended predictor, the
+# chosen windows). The reference below computes rate() from the histogram and the running sums alone,
+# the way the estimator did before it kept anything: the caches must agree with it.
+
+
+def reference_dispersions(est: ThroughputEstimator) -> list[float]:
+    sums, m = est._sums, estimator_module
+    out, dispersion = [], 1.0
+    for level in range(m._LEVELS):
+        dispersion = m._shrunk(
+            sums[m._DEV + level], sums[m._MASS + level], sums[m._MERGES + level], dispersion
+        )
+        out.append(dispersion)
+    return out
+
+
+def reference_blend(est: ThroughputEstimator) -> tuple[int, float]:
+    sums, m = est._sums, estimator_module
+    scored = sums[m._SCORED]
+    best, best_gain, weight = 0, m._MIN_GAIN, 0.0
+    for index in range(1, m._PREDICTORS if scored >= m._MIN_SCORED else 1):
+        gain = (sums[m._LOSS] - sums[m._LOSS + index]) / scored
+        if gain > best_gain:
+            spread = math.sqrt(max(sums[m._GAIN2 + index - 1] / scored - gain * gain, 0.0))
+            confidence = gain * math.sqrt(scored) / spread if spread > 0.0 else math.inf
+            best, best_gain, weight = index, gain, min(confidence / m._CONFIDENT, 1.0)
+    return best, weight
+
+
+def reference_adaptive_rate(est: ThroughputEstimator, age: float) -> float:
+    """The walk over the histogram, from scratch (see the estimator's module docstring, part 1)."""
+    m = estimator_module
+    dispersion = reference_dispersions(est)
+    dispersion.append(dispersion[-1])
+    half = est._sums[m._HALF_THRESHOLD]
+
+    def square_root_bound(root: float, scale: float) -> float:
+        return (root * root - m._ANSCOMBE) / scale
+
+    low, high = 0.0, math.inf
+    seconds, items, width, chosen = -age, 0.0, 0, 0.0
+    for index in range(len(est._spans) - 1, -1, -1):
+        bucket_seconds, bucket_items, level = est._spans[index], est._items[index], est._levels[index]
+        seconds += bucket_seconds
+        items += bucket_items
+        width += 1 << level
+        if seconds <= 0.0:
+            continue
+        rate = items / seconds
+        if not low <= rate <= high:
+            break
+        if high < math.inf:
+            scale = bucket_seconds / dispersion[level]
+            root = math.sqrt(bucket_items * scale / bucket_seconds + m._ANSCOMBE)
+            if square_root_bound(root + half, scale) < low:
+                break
+            if root > half and square_root_bound(root - half, scale) > high:
+                break
+        chosen = rate
+        scale = seconds / dispersion[min(width.bit_length() - 1, m._LEVELS - 1)]
+        evidence = rate * scale
+        if evidence < m._MIN_EVIDENCE:
+            continue
+        root = math.sqrt(evidence + m._ANSCOMBE)
+        if root > half:
+            low = max(low, square_root_bound(root - half, scale))
+        high = min(high, square_root_bound(root + half, scale))
+    return chosen
+
+
+def reference_rate(est: ThroughputEstimator) -> float | None:
+    """rate() with every derived value recomputed: the adaptive walk, then the blend."""
+    if not est._spans:
+        return None
+    age = max(est._last_now - est._last_progress, 0.0)
+    rate = reference_adaptive_rate(est, age)
+    best, weight = reference_blend(est)
+    if best:
+        other = est._recent_rate(estimator_module._RECENT_FRACTIONS[best - 1], age)
+        if weight >= 1.0 or not rate:
+            rate = other
+        elif other > 0.0:
+            rate = math.exp((1.0 - weight) * math.log(rate) + weight * math.log(other))
+    return rate if math.isfinite(rate) else None
+
+
+def random_run(seed: int, length: int, *, backwards: bool = True) -> list[tuple[float, int]]:
+    """``(time step, change in done)`` pairs: a rate that changes now and then, bursts, batches, stalls,
+    samples at a repeated time and (with ``backwards``) the clock or the count going back."""
+    rng = random.Random(seed)
+    rate = 10 ** rng.uniform(-1, 3)
+    out = []
+    for _ in range(length):
+        roll = rng.random()
+        if roll < 0.01:
+            rate = 10 ** rng.uniform(-1, 3)  # a new regime
+        step = rng.choice([TICK] * 12 + [0.0, 1e-3, 2.0])
+        mean = rate * step
+        if roll < 0.05:
+            mean *= 20  # a batch lands
+        elif roll < 0.1:
+            mean = 0.0  # a stall
+        change = int(mean * rng.uniform(0.0, 2.0))
+        if backwards and roll > 0.995:
+            step, change = rng.choice([(-1.0, 0), (TICK, -rng.randint(1, 50))])
+        out.append((step, change))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1), length=st.integers(1, 1500), threshold=st.sampled_from([1.0, 3.5, 6.0])
+)
+def test_cached_dispersions_and_blend_equal_the_uncached_computation(
+    seed: int, length: int, threshold: float
+) -> None:
+    samples = random_run(seed, length)
+    est = ThroughputEstimator(threshold=threshold)
+    now, done = 1000.0, 0
+    est.observe(now, done)
+    for step, change in samples:
+        now += step
+        done = max(done + change, 0)
+        est.observe(now, done)
+        expected = reference_dispersions(est)
+        assert [est._dispersion_at(level) for level in range(estimator_module._LEVELS)] == expected
+        best, weight = reference_blend(est)
+        assert est._sums[estimator_module._BLEND_INDEX] == best
+        assert est._sums[estimator_module._BLEND_WEIGHT] == weight
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1), length=st.integers(1, 1500), threshold=st.sampled_from([1.0, 3.5, 6.0])
+)
+def test_rate_equals_the_uncached_computation_when_the_window_is_chosen_on_every_read(
+    seed: int, length: int, threshold: float
+) -> None:
+    samples = random_run(seed, length)
+    # With no share of a window to wait for, every read chooses the window afresh: then nothing kept
+    # between calls may change the answer, to the last bit.
+    with mock.patch.object(estimator_module, "_REFRESH_SHARE", 0.0):
+        est = ThroughputEstimator(threshold=threshold)
+        now, done = 1000.0, 0
+        est.observe(now, done)
+        for step, change in samples:
+            now += step
+            done = max(done + change, 0)
+            est.observe(now, done)
+            assert est.rate() == reference_rate(est)
+            assert est.rate() == reference_rate(est)  # read twice: the same
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 1500))
+def test_a_grown_window_is_a_run_of_whole_samples_up_to_the_last_completion(seed: int, length: int) -> None:
+    # Between walks the adaptive rate comes from the window chosen last, grown by the samples since:
+    # it must still be the rate over a run of whole samples that ends at the last completion, and
+    # inside the interval of rates the walk allowed for it.
+    assert grown_window_checks(random_run(seed, length, backwards=False)) >= 0
+
+
+def test_a_grown_window_stands_most_of_the_time_in_steady_work() -> None:
+    rng = random.Random(5)
+    samples = [(TICK, count) for count in poisson_counts(rng, 10.0, 1000)]
+    assert grown_window_checks(samples) > 700
+
+
+def grown_window_checks(samples: list[tuple[float, int]]) -> int:
+    """Check the standing window after each sample (see above); returns on how many samples it stood."""
+    m = estimator_module
+    est = ThroughputEstimator()
+    now, done = 1000.0, 0
+    est.observe(now, done)
+    checked = 0
+    progress_done = done  # the count at the last completion
+    boundaries: dict[int, list[float]] = {done: [now]}  # the sample times at which each count was seen
+    for step, change in samples:
+        now += step
+        done += change
+        est.observe(now, done)
+        boundaries.setdefault(done, []).append(now)
+        if change:
+            progress_done = done
+        sums = est._sums
+        if sums[m._SAMPLES] >= sums[m._REFRESH_AT]:
+            continue  # to be chosen afresh: nothing grown to check
+        checked += 1
+        seconds = sums[m._WINDOW_SECONDS] + sums[m._BLOCK_SECONDS]
+        items = sums[m._WINDOW_ITEMS] + sums[m._BLOCK_ITEMS]
+        assert seconds > 0.0
+        assert items == int(items)
+        start_times = boundaries.get(progress_done - int(items), [])
+        assert any(
+            seconds == pytest.approx(est._last_progress - start, rel=1e-9, abs=1e-9) for start in start_times
+        )
+        rate = est._current_adaptive_rate(sums)
+        if rate == items / seconds:  # the window stood the read-time checks
+            assert sums[m._WINDOW_LOW] <= rate <= sums[m._WINDOW_HIGH]
+    return checked
