@@ -7,7 +7,7 @@ schema_eval) with random sizes and speeds through the public API (``jp.configure
 over HTTP through ``jobprogress serve``. Meanwhile a fault injector, in turn:
 
 - SIGSTOPs a worker past ``stall_after``, then SIGCONTs it (it must show ``lost``, then run again);
-- SIGKILLs a worker and restarts it with the same worker id, now at once, now after ``stall_after``;
+- SIGKILLs two workers and restarts them with the same worker ids, now at once, now after ``stall_after``;
 - opens a window in which a proxy in front of the collector answers half the requests 429 or 503;
 - makes a worker hang without progress past ``stall_after`` (it must show ``stalled``);
 - holds the SQLite write lock (``BEGIN IMMEDIATE``) longer than ``busy_timeout``;
@@ -381,21 +381,26 @@ class Soak:
             self.fleet.release(worker_id)
 
     def fault_sigkill(self, nth: int) -> None:
+        """SIGKILL two workers on different paths (so both ways of resuming run), then restart them."""
         assert self.fleet is not None
-        worker_id = self._target(nth, 1)
-        if worker_id is None:
-            return
+        targets = [worker_id for worker_id in (self._target(nth, 1), self._target(nth, 2)) if worker_id]
         # Every other kill waits past stall_after before the restart, so the row is seen lost first.
         delay = self.stall_after + 2.5 if nth % 2 == 0 else 0.2
         try:
-            _await_mid_job(self.fleet.specs[worker_id])
-            fault = self._record(Fault("sigkill", worker_id, time.time(), detail={"restart_delay": delay}))
-            self.fleet.kill(worker_id)
+            killed = []
+            for worker_id in targets:
+                _await_mid_job(self.fleet.specs[worker_id])
+                killed.append(
+                    self._record(Fault("sigkill", worker_id, time.time(), detail={"restart_delay": delay}))
+                )
+                self.fleet.kill(worker_id)
             time.sleep(delay)
-            fault.end = time.time()
-            self.fleet.start(worker_id)
+            for fault in killed:
+                fault.end = time.time()
+                self.fleet.start(fault.target)
         finally:
-            self.fleet.release(worker_id)
+            for worker_id in targets:
+                self.fleet.release(worker_id)
 
     def fault_http_429_503(self, _nth: int) -> None:
         assert self.proxy is not None
