@@ -325,8 +325,9 @@ class ProgressStore:
                     now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
                 params = {"store_now": now, "cutoff": now - self._stall_after}
                 with gc_paused():
-                    rows = connection.execute(statement, params).all()
-                    return fold(rows)
+                    # The rows are a temporary: freed by reference counting as soon as fold returns,
+                    # before the GC runs again and would have to look at them.
+                    return fold(connection.execute(statement, params).all())
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:
