@@ -473,6 +473,19 @@ def reference_adaptive_rate(est: ThroughputEstimator, age: float) -> float:
     return chosen
 
 
+def reference_recent_rate(est: ThroughputEstimator, fraction: float, age: float) -> float:
+    """Rate over roughly the last ``fraction`` of the run, ending at the last completion."""
+    spans, counts = est._spans, est._items
+    want = fraction * (sum(spans) - age)
+    seconds, items = -age, 0.0
+    index = len(spans) - 1
+    while index >= 0 and (seconds < want or not items):
+        seconds += spans[index]
+        items += counts[index]
+        index -= 1
+    return items / seconds if seconds > 0.0 else 0.0
+
+
 def reference_rate(est: ThroughputEstimator) -> float | None:
     """rate() with every derived value recomputed: the adaptive walk, then the blend."""
     if not est._spans:
@@ -481,7 +494,7 @@ def reference_rate(est: ThroughputEstimator) -> float | None:
     rate = reference_adaptive_rate(est, age)
     best, weight = reference_blend(est)
     if best:
-        other = est._recent_rate(estimator_module._RECENT_FRACTIONS[best - 1], age)
+        other = reference_recent_rate(est, estimator_module._RECENT_FRACTIONS[best - 1], age)
         if weight >= 1.0 or not rate:
             rate = other
         elif other > 0.0:

@@ -276,25 +276,27 @@ class ThroughputEstimator:
             valid = sums[_DISPERSION_VALID]
             if level < valid:
                 dispersion = sums[_DISPERSION + level]
-            elif level == valid:  # usual: the finer level is current (written out: no call)
-                deviation_sum, mass_sum = sums[_DEV + level], sums[_MASS + level]
-                dispersion = sums[_DISPERSION + level - 1] if level else 1.0
-                if mass_sum > 0.0:  # as _shrunk
-                    merges = sums[_MERGES + level]
-                    dispersion = (deviation_sum / (mass_sum / merges) + _DISPERSION_PRIOR * dispersion) / (
-                        merges + _DISPERSION_PRIOR
-                    )
-                    if dispersion < _DISPERSION_FLOOR:
-                        dispersion = _DISPERSION_FLOOR
-                    elif not dispersion < _DISPERSION_CEILING:
-                        dispersion = _DISPERSION_CEILING
-                sums[_DISPERSION + level] = dispersion
+            else:
+                # Bring this level's index up to date from the finest stale one (_dispersion_at,
+                # written out: a call costs more than the usual one or two steps).
+                finer = int(valid)
+                dispersion = sums[_DISPERSION + finer - 1] if finer else 1.0
+                while finer <= level:
+                    mass_sum = sums[_MASS + finer]
+                    if mass_sum > 0.0:  # as _shrunk
+                        merges = sums[_MERGES + finer]
+                        per_merge = sums[_DEV + finer] / (mass_sum / merges)
+                        dispersion = (per_merge + _DISPERSION_PRIOR * dispersion) / (
+                            merges + _DISPERSION_PRIOR
+                        )
+                        if dispersion < _DISPERSION_FLOOR:
+                            dispersion = _DISPERSION_FLOOR
+                        elif not dispersion < _DISPERSION_CEILING:
+                            dispersion = _DISPERSION_CEILING
+                    sums[_DISPERSION + finer] = dispersion
+                    finer += 1
                 if level == _LEVELS - 1:
                     sums[_DISPERSION + _LEVELS] = dispersion
-                valid = level + 1
-            else:
-                dispersion = self._dispersion_at(level)
-                valid = level + 1
             cap = _DISPERSION_CAP * dispersion * (1.0 if mass < 1.0 else mass)
             if cap < deviation:
                 deviation = cap
@@ -354,11 +356,7 @@ class ThroughputEstimator:
 
     def _snapshot(self, now: float, done: int) -> None:
         """Remember what every predictor says now; score the oldest remembered predictions."""
-        age = self._silence(now)
-        predictions = [
-            self._current_adaptive_rate(self._sums),
-            *(self._recent_rate(f, age) for f in _RECENT_FRACTIONS),
-        ]
+        predictions = [self._current_adaptive_rate(self._sums), *self._recent_rates(self._silence(now))]
         if not all(predictions):
             return  # nothing has completed yet: no predictor has anything to say
         ring = self._snapshots
@@ -580,7 +578,7 @@ class ThroughputEstimator:
         return chosen
 
     def _blended_rate(self, fraction: float) -> float:
-        """:meth:`_recent_rate` for the blended predictor, remembered for :meth:`observe` to grow.
+        """The recent rate (see :meth:`_recent_rates`) for the blended predictor, remembered to grow.
 
         The window of the last ``fraction`` of the run slides with the run; grown instead, it stays
         within an eighth of its length of that until it is measured afresh.
@@ -604,17 +602,27 @@ class ThroughputEstimator:
         sums[_RECENT_REFRESH_AT] = sums[_SAMPLES] + (refresh_in if refresh_in > 1.0 else 1.0)
         return items / seconds
 
-    def _recent_rate(self, fraction: float, age: float) -> float:
-        """Rate over roughly the last ``fraction`` of the run, ending at the last completion."""
+    def _recent_rates(self, age: float) -> list[float]:
+        """Rate over roughly the last fraction of the run, ending at the last completion, per fraction.
+
+        For each of _RECENT_FRACTIONS, in that order: the window from the newest bucket back until it
+        spans that fraction of the run's recorded time and holds some items.
+        """
         spans, counts = self._spans, self._items
-        want = fraction * (sum(spans) - age)
+        elapsed = sum(spans) - age
         seconds, items = -age, 0.0
         index = len(spans) - 1
-        while index >= 0 and (seconds < want or not items):
-            seconds += spans[index]
-            items += counts[index]
-            index -= 1
-        return items / seconds if seconds > 0.0 else 0.0
+        rates = []
+        # Each window extends the next shorter one, so one walk serves all, shortest first.
+        for fraction in reversed(_RECENT_FRACTIONS):
+            want = fraction * elapsed
+            while index >= 0 and (seconds < want or not items):
+                seconds += spans[index]
+                items += counts[index]
+                index -= 1
+            rates.append(items / seconds if seconds > 0.0 else 0.0)
+        rates.reverse()
+        return rates
 
 
 def _shrunk(deviation: float, mass: float, merges: float, finer: float) -> float:
