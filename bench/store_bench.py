@@ -148,6 +148,15 @@ def _drop_postgres(url: str, prefix: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with tempfile.TemporaryDirectory(prefix="jp-store-bench-") as scratch:
+        tempfile.tempdir, previous = scratch, tempfile.tempdir  # every part's files go, and are removed
+        try:
+            return _main(argv)
+        finally:
+            tempfile.tempdir = previous
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", default=["a", "b", "c"], choices=["a", "b", "c"])
     parser.add_argument("--workers", type=int, default=16, help="(a) worker processes")
