@@ -27,6 +27,7 @@ from _store_support import (
     envelope,
     heartbeat,
     private_postgres_fixture,  # noqa: F401  (the private_postgres fixture)
+    selected_backends,
     store_target_fixture,  # noqa: F401  (the store_target fixture)
     stored_rows,
     update,
@@ -267,6 +268,9 @@ def _postmaster_started(url: str) -> object:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    "postgres" not in selected_backends(), reason="JOBPROGRESS_TEST_BACKENDS excludes postgres"
+)
 def test_row16_real_postgres_restart_mid_run(private_postgres: PrivatePostgres) -> None:
     before = _postmaster_started(private_postgres.url)
     jp.configure(sinks=[private_postgres.url], interval=0.05)
