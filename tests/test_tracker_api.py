@@ -55,6 +55,21 @@ def test_import_is_light() -> None:
     assert out.strip() == "[]"
 
 
+def test_pure_python_fallback_when_the_accelerator_is_missing() -> None:
+    code = (
+        "import sys; sys.modules['jobprogress._speedups'] = None\n"
+        "import jobprogress as jp, jobprogress._counter as c\n"
+        "assert jp.Tracker.__mro__[1] is c.PyCounterBase\n"
+        "t = jp.track('fallback', total=10)\n"
+        "t.advance(); t.advance(4); t.advance(n=2)\n"
+        "try:\n    t.advance(-1)\nexcept jp.InvalidProgressError as e:\n    print('refused', e)\n"
+        "print(t.done)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["refused advance(n) must be >= 0, got -1", "7"]
+
+
 # -- with / async with ----------------------------------------------------------------------------
 
 

@@ -176,6 +176,7 @@ class Tracker(CounterBase):
             v.check_id("job id", job)
         elif job is not None and not callable(job):
             raise InvalidProgressError(f"job must be a string, a callable or None, not {type(job).__name__}")
+        self._done = 0  # the C base starts zeroed; its pure-Python twin needs it set
         self._job = job
         self._unit = v.check_unit(unit)
         self._total = v.check_count("total", total, allow_none=True)
