@@ -252,7 +252,7 @@ class ThroughputEstimator:
         # Append the sample as a bucket and merge equal-size buckets so at most two of each remain.
         spans, counts, levels = self._spans, self._items, self._levels
         spans.append(seconds)
-        counts.append(float(items))
+        counts.append(items)  # stored as a float
         levels.append(0)
         newest = len(levels) - 1
         # Levels never increase from oldest to newest, so a third bucket of a level sits two places
@@ -261,6 +261,7 @@ class ThroughputEstimator:
             older = newest - 2
             newer = newest - 1
             level = levels[older]
+            dev_at, mass_at, merges_at = _DEV + level, _MASS + level, _MERGES + level
             older_span = spans[older]
             newer_span = spans[newer]
             older_items = counts[older]
@@ -300,9 +301,9 @@ class ThroughputEstimator:
             cap = _DISPERSION_CAP * dispersion * (1.0 if mass < 1.0 else mass)
             if cap < deviation:
                 deviation = cap
-            sums[_DEV + level] = sums[_DEV + level] * _DISPERSION_KEEP + deviation
-            sums[_MASS + level] = sums[_MASS + level] * _DISPERSION_KEEP + mass
-            sums[_MERGES + level] = sums[_MERGES + level] * _DISPERSION_KEEP + 1.0
+            sums[dev_at] = sums[dev_at] * _DISPERSION_KEEP + deviation
+            sums[mass_at] = sums[mass_at] * _DISPERSION_KEEP + mass
+            sums[merges_at] = sums[merges_at] * _DISPERSION_KEEP + 1.0
             sums[_DISPERSION_VALID] = level  # this level's index and every coarser one changed
             spans[older] = older_span + newer_span
             counts[older] = older_items + newer_items
@@ -504,8 +505,9 @@ class ThroughputEstimator:
                 half = sums[_HALF_THRESHOLD]
                 root = _sqrt(block_items / dispersion + _ANSCOMBE)
                 scale = block_seconds / dispersion
-                if ((root + half) ** 2 - _ANSCOMBE) / scale >= low and (
-                    root <= half or ((root - half) ** 2 - _ANSCOMBE) / scale <= high
+                above, below = root + half, root - half
+                if (above * above - _ANSCOMBE) / scale >= low and (
+                    below <= 0.0 or (below * below - _ANSCOMBE) / scale <= high
                 ):
                     return rate
         return self._adaptive_rate(max(self._last_now - self._last_progress, 0.0))
