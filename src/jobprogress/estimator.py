@@ -498,6 +498,8 @@ class ThroughputEstimator:
             if low <= rate <= high:
                 if high == _INF or block_seconds <= 0.0:
                     return rate  # no evidence to judge the block by, or nothing new
+                if low <= block_items / block_seconds <= high:
+                    return rate  # the block's own rate is allowed, so some rate in its interval is
                 # The block's scale: the dispersion of a bucket as wide as it. A level changed by a
                 # merge since the walk holds its previous value here, as good for a check like this.
                 level = int(sums[_SAMPLES] - sums[_WINDOW_FROM]).bit_length() - 1
