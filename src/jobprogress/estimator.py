@@ -255,12 +255,12 @@ class ThroughputEstimator:
         counts.append(items)  # stored as a float
         levels.append(0)
         newest = len(levels) - 1
+        level = 0  # the level of the bucket at ``newest``
         # Levels never increase from oldest to newest, so a third bucket of a level sits two places
         # before the newest one of that level: merge the two oldest of the three, then look one up.
-        while newest >= 2 and levels[newest - 2] == levels[newest] < _LEVELS:
+        while newest >= 2 and levels[newest - 2] == level < _LEVELS:
             older = newest - 2
             newer = newest - 1
-            level = levels[older]
             dev_at, mass_at, merges_at = _DEV + level, _MASS + level, _MERGES + level
             older_span = spans[older]
             newer_span = spans[newer]
@@ -307,7 +307,8 @@ class ThroughputEstimator:
             sums[_DISPERSION_VALID] = level  # this level's index and every coarser one changed
             spans[older] = older_span + newer_span
             counts[older] = older_items + newer_items
-            levels[older] = level + 1
+            level += 1
+            levels[older] = level
             del spans[newer], counts[newer], levels[newer]
             newest = older
         if len(levels) > _MAX_BUCKETS:
