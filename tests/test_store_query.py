@@ -276,3 +276,24 @@ def test_concurrent_reads_from_threads(store_target: StoreTarget, writer: StoreW
         assert key is not None
         assert _engine._users[key] == 2  # this store once, the writer once: no lease leaked by a race
     assert results == [20] * 40
+
+
+def test_repeated_polls_reuse_views_of_unchanged_jobs_only(
+    store: ProgressStore, writer: StoreWriter, clock: StoreClock
+) -> None:
+    writer.write(
+        [
+            heartbeat(1, job="steady", progress=envelope(5, 10)),
+            heartbeat(1, job="moving", progress=envelope(1, 10)),
+        ]
+    )
+    first = jobs_by_id(store)
+    writer.write([heartbeat(2, job="moving", progress=envelope(2, 10))])
+    second = jobs_by_id(store)
+    assert second["steady"] is first["steady"]  # same rows: the previous view, not a rebuilt one
+    assert second["moving"] is not first["moving"]
+    assert second["moving"].done == 2
+    clock.advance(STALL + 1)  # liveness is part of the rows: a job turning lost is folded again
+    third = jobs_by_id(store)
+    assert third["steady"] is not second["steady"]
+    assert third["steady"].lost

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from jobprogress.store.views import JobView, WorkerView, trusted
 
-__all__ = ["WORKER_COLUMNS", "aggregate", "fold", "gc_paused"]
+__all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "gc_paused"]
 
 _UTC = timezone.utc
 _fromtimestamp = datetime.fromtimestamp
@@ -96,8 +96,22 @@ _SEEN_AT: Final = WORKER_COLUMNS.index("seen_at")
 _WORKER_ID: Final = WORKER_COLUMNS.index("worker_id")
 
 
-def fold(rows: Sequence[Sequence[Any]]) -> list[JobView]:
-    """Group result rows by job; order jobs by (last seen desc, job id) and workers by id."""
+ViewCache = dict[str, tuple[list[Sequence[Any]], JobView]]
+"""Per job: the rows a view was folded from, and the view (views are immutable, so they can be shared)."""
+
+
+def fold(rows: Sequence[Sequence[Any]], cache: ViewCache | None = None) -> tuple[list[JobView], ViewCache]:
+    """Group result rows by job; order jobs by (last seen desc, job id) and workers by id.
+
+    A job whose rows equal those of ``cache`` (the previous call's) keeps its previous view: a poller
+    that asks every second pays only for the jobs that changed. The rows include the store-clock lost
+    and stalled flags, so a job whose liveness changed is folded again.
+
+    Returns:
+        The views, and the cache to pass to the next call.
+    """
+    previous = cache or {}
+    fresh: ViewCache = {}
     groups: dict[str, list[Sequence[Any]]] = {}
     for row in rows:
         group = groups.get(row[0])
@@ -115,8 +129,14 @@ def fold(rows: Sequence[Sequence[Any]]) -> list[JobView]:
     for _, job_id, group in keyed:
         if len(group) > 1:
             group.sort(key=_by_worker)
-        views.append(aggregate(job_id, [_worker(row) for row in group]))
-    return views
+        hit = previous.get(job_id)
+        if hit is not None and hit[0] == group:
+            view = hit[1]
+        else:
+            view = aggregate(job_id, [_worker(row) for row in group])
+        fresh[job_id] = (group, view)
+        views.append(view)
+    return views, fresh
 
 
 def _by_worker(row: Sequence[Any]) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._validate import MAX_COUNT
 from jobprogress.errors import ConfigurationError, StoreError
-from jobprogress.store._aggregate import WORKER_COLUMNS, fold, gc_paused
+from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, gc_paused
 from jobprogress.store._engine import (
     EngineKey,
     EngineSettings,
@@ -108,6 +108,7 @@ class ProgressStore:
         self._lock = threading.Lock()
         self._version_checked = False
         self._closed = False
+        self._views: ViewCache = {}
 
     @property
     def stall_after(self) -> float:
@@ -325,9 +326,11 @@ class ProgressStore:
                     now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
                 params = {"store_now": now, "cutoff": now - self._stall_after}
                 with gc_paused():
-                    # The rows are a temporary: freed by reference counting as soon as fold returns,
-                    # before the GC runs again and would have to look at them.
-                    return fold(connection.execute(statement, params).all())
+                    # The rows are kept only as the next call's cache; unchanged jobs reuse their views.
+                    # Plain tuples: comparing them with the cache runs in C, unlike Row.__eq__.
+                    rows = list(map(tuple, connection.execute(statement, params)))
+                    views, self._views = fold(rows, self._views)
+                    return views
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:
