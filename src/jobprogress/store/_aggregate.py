@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from jobprogress.store.views import JobView, WorkerView, trusted
+from jobprogress.envelope import trusted
+from jobprogress.store.views import JobView, WorkerView
 
 __all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "gc_paused"]
 
@@ -27,9 +28,6 @@ WORKER_COLUMNS: Final = (
     "job_id", "worker_id", "kind", "status", "unit", "done", "total", "throughput", "eta_seconds",
     "payload_json", "error", "run_id", "seq", "started_at", "updated_at", "progressed_at", "seen_at",
 )  # fmt: skip
-# One fields-set per class, shared by every view built here (see views.trusted).
-_WORKER_FIELDS: Final = set(WorkerView.model_fields)
-_JOB_FIELDS: Final = set(JobView.model_fields)
 
 
 def _stamp(value: float | None, previous: float | None, previous_stamp: datetime | None) -> datetime | None:
@@ -88,7 +86,6 @@ def _worker(row: Sequence[Any]) -> WorkerView:
             "progressed_at": progressed,
             "seen_at": seen,
         },
-        _WORKER_FIELDS,
     )
 
 
@@ -257,5 +254,4 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             "payload": None if payload_latest is None else payload_latest.payload,
             "workers": workers,
         },
-        _JOB_FIELDS,
     )

@@ -14,11 +14,11 @@ stalled. Job-level ``kind`` is the workers' kind, ``error`` the most recently fa
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["JOB_STATUSES", "JobView", "WorkerView", "trusted"]
+__all__ = ["JOB_STATUSES", "JobView", "WorkerView"]
 
 JOB_STATUSES = ("running", "succeeded", "failed", "cancelled")
 """Stored statuses; ``stalled`` and ``lost`` are judgements shown beside a running status."""
@@ -81,23 +81,3 @@ class JobView(BaseModel):
         if self.status == "running" and self.stalled:
             return "stalled"
         return self.status
-
-
-_Model = TypeVar("_Model", JobView, WorkerView)
-
-
-def trusted(cls: type[_Model], values: dict[str, Any], fields_set: set[str]) -> _Model:
-    """Build a view from values the store itself produced, skipping validation.
-
-    What :meth:`pydantic.BaseModel.model_construct` does for these plain models (no defaults,
-    aliases, extras or private attributes), without its per-field loop: the Jobs list builds tens of
-    thousands of these per call. ``values`` must hold every field, already of its declared type.
-    ``fields_set`` (every field name) may be one set shared by all views of a class: the views are
-    frozen, and pydantic copies the set before ``model_copy(update=...)`` changes it.
-    """
-    view = cls.__new__(cls)
-    object.__setattr__(view, "__dict__", values)
-    object.__setattr__(view, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(view, "__pydantic_extra__", None)
-    object.__setattr__(view, "__pydantic_private__", None)
-    return view
