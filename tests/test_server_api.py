@@ -247,15 +247,17 @@ def test_row24_oversized_body_chunked_is_413_without_waiting_for_the_rest(collec
 def test_row24_oversized_body_lying_content_length_is_413_before_the_body(collector: Collector) -> None:
     for declared in (LIMIT + 1, 10_000_000):
         head = _head("/v1/batch", f"Authorization: Bearer {TOKEN}", f"Content-Length: {declared}")
-        status, _, body = raw_request(collector.port, head, [b"[" + b" " * 1000])  # then nothing more
+        status, headers, body = raw_request(collector.port, head)  # the answer comes before any body
         assert status == 413, declared
+        assert headers.get("connection") == "close"
         assert str(declared) in json.loads(body)["detail"]
 
 
 def test_row24_a_short_content_length_bounds_what_is_read(collector: Collector) -> None:
     head = _head("/v1/batch", f"Authorization: Bearer {TOKEN}", "Content-Length: 10")
-    status, _, _ = raw_request(collector.port, head, [b"[" + b"0" * 200_000])
-    assert status == 400  # the first 10 bytes are not JSON; the rest is never read as this body
+    # ten bytes of a much longer array, then the client waits: the server does not wait for more
+    status, _, _ = raw_request(collector.port, head, [b"[" + b"0," * 4 + b"0"])
+    assert status == 400
 
 
 def test_row24_oversized_body_gzip_bomb_is_413(collector: Collector) -> None:
@@ -296,8 +298,11 @@ def test_row24_body_of_exactly_the_limit_is_accepted(collector: Collector) -> No
     body = text + b" " * (LIMIT - len(text))
     assert len(body) == LIMIT
     assert collector.client.post("/v1/batch", content=body, headers=auth()).status_code == 200
-    response = collector.client.post("/v1/batch", content=body + b" ", headers=auth())
-    assert response.status_code == 413
+    # one byte more is refused (sent chunked and left open, as in the chunked case above: a client
+    # still sending while the server closes would see a reset instead of the answer)
+    head = _head("/v1/batch", f"Authorization: Bearer {TOKEN}", "Transfer-Encoding: chunked")
+    status, _, _ = raw_request(collector.port, head, [b"%x\r\n%s\r\n" % (LIMIT + 1, body + b" ")])
+    assert status == 413
 
 
 def test_gzip_bodies_are_inflated(collector: Collector) -> None:

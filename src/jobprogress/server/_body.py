@@ -14,10 +14,12 @@ _GZIP: Final = frozenset({"gzip", "x-gzip"})
 class BodyError(Exception):
     """A request body the collector will not read; carries the status code and a client-facing detail."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, *, within_limit: bool = True) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.within_limit = within_limit
+        """False when the bytes received already passed the limit: the rest is not worth reading."""
 
 
 def content_encoding(values: list[str]) -> str | None:
@@ -67,7 +69,7 @@ async def read_bounded(chunks: AsyncIterator[bytes], *, limit: int, encoding: st
     async for chunk in chunks:
         received += len(chunk)
         if received > limit:
-            raise BodyError(413, f"request body is over the limit of {limit} bytes")
+            raise BodyError(413, f"request body is over the limit of {limit} bytes", within_limit=False)
         if inflater is None:
             body += chunk
             continue

@@ -481,7 +481,8 @@ class _Collector:
             raise _Refusal(_problem(408, detail, close=True)) from None
         except BodyError as exc:
             # Read what is left (bounded), so the refusal reaches the client and the connection lives on.
-            drained = exc.status_code != 413 and await _drain(chunks, self.max_body, self.body_timeout)
+            # (A gzip bomb is refused for what it inflates to; its compressed rest is still small.)
+            drained = exc.within_limit and await _drain(chunks, self.max_body, self.body_timeout)
             raise _Refusal(_problem(exc.status_code, exc.detail, close=not drained)) from None
         except ClientDisconnect:
             raise _Refusal(_problem(400, "client disconnected before the body ended", close=True)) from None
