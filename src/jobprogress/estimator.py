@@ -34,9 +34,24 @@ lands, the next one is expected one batch interval later, so the time since the 
 counts down the ETA, up to the usual gap between completions (beyond that, the job is stalled and the
 ETA holds at what the recent rate implies instead of falling to zero).
 
-All state is a few small arrays of bounded size (under 2 KB in all, by ``sys.getsizeof``);
-:meth:`~ThroughputEstimator.observe` costs a few microseconds. There is no clock and no thread here,
-so it runs the same on a simulated clock.
+The reporter calls :meth:`~ThroughputEstimator.observe`, :meth:`~ThroughputEstimator.rate` and
+:meth:`~ThroughputEstimator.eta` for every live tracker on every tick, so what they derive is kept
+between calls rather than recomputed (``bench/estimator_cost.py`` measures it):
+
+- the dispersion index of each level, recomputed from the finest level a merge changed, when read;
+- the predictor to blend in and its weight, which change only when a snapshot is scored;
+- the adaptive window, i.e. where the walk of part 1 stopped. Until newer samples amount to an eighth
+  of its width it is not walked again but grown by them, for as long as they agree with it: the grown
+  window's rate must stay inside the interval of rates its parts allowed, and the block of samples
+  since the walk must pass the same test as a bucket the walk adds. A change of regime fails the test
+  as soon as the walk itself would see it in the block; a steady job walks its ~20 buckets once every
+  few dozen samples. The blended predictor's window grows the same way.
+
+Walked on every read instead (``_REFRESH_SHARE = 0``), the rate is the one computed from scratch, to
+the last bit; the tests hold the caches to that.
+
+All state is a few small arrays of bounded size (under 2 KB in all, by ``sys.getsizeof``). There is no
+clock and no thread here, so it runs the same on a simulated clock.
 """
 
 from __future__ import annotations
