@@ -256,7 +256,9 @@ class Soak:
         self.postgres.start()
         self.token = secrets.token_urlsafe(24)
         token_file = self.directory / "token"
-        token_file.write_text(self.token + "\n", encoding="utf-8")
+        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(self.token + "\n")
         self.collector = Collector(
             self.postgres.url, token_file, self.stall_after, self.directory / "collector.log"
         )
@@ -497,6 +499,11 @@ class Soak:
         )
         for worker_id in stuck:
             verdict.fail(f"{worker_id} did not exit within 90 s of SIGTERM")
+        # Delivery problems are logged once per kind and never raised; a traceback means a crash.
+        for log in [*sorted(self.journal_dir.glob("*.log")), self.directory / "collector.log"]:
+            text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+            if "Traceback" in text or "Exception in ASGI application" in text:
+                verdict.fail(f"a traceback in {log.name}: {text[text.find('Traceback') :][:400]}")
         for error in injector.errors:
             verdict.fail(f"fault injection failed: {error}")
         verdict.notes[:0] = self.notes
