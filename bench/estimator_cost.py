@@ -11,7 +11,7 @@ bursty, slowing and stalled work at rates from 0.2 to 2,000 items/s), then times
   observe  one ``observe(now, done)`` per estimator, new items on most ticks,
   rate     ``rate()`` right after that observe (the cache the observe invalidated is rebuilt),
   eta      ``eta(1_000_000)`` right after that rate,
-  tick     the three in one loop, as the reporter calls them (in rounds of their own),
+  tick     the three in one loop, as the reporter calls them (on a twin population),
 
 and prints microseconds per estimator per tick (best of several rounds, minus an empty loop's cost).
 The estimators start at different times, as trackers do, so their histograms merge on different ticks.
@@ -118,47 +118,43 @@ def build(module: ModuleType) -> tuple[list[Any], list[Workload], float]:
 
 def measure(module: ModuleType, ticks: int, rounds: int) -> dict[str, float]:
     """Microseconds per estimator per tick for each phase: best of ``rounds`` rounds of ``ticks`` ticks."""
-    estimators, workloads, now = build(module)
+    # Two identical populations on identical counts: one timed phase by phase, one as the reporter
+    # calls it, on the same ticks, so both see the same merges, snapshots and stalls.
+    apart, apart_work, now = build(module)
+    together, together_work, _ = build(module)
     best = {"observe": float("inf"), "rate": float("inf"), "eta": float("inf"), "tick": float("inf")}
     clock = time.perf_counter
-    for round_ in range(2 * rounds):
-        # Rounds alternate between timing the three phases apart and together; each round covers all
-        # phases of the histogram's merge cycle alike.
-        together = round_ % 2 == 1
+    for _ in range(rounds):
         spent = dict.fromkeys(best, 0.0)
         for _ in range(ticks):
             now += TICK
-            counts = [work.next() for work in workloads]
-            pairs = list(zip(estimators, counts))
+            apart_pairs = [(est, work.next()) for est, work in zip(apart, apart_work)]
+            together_pairs = [(est, work.next()) for est, work in zip(together, together_work)]
             gc.disable()
             try:
-                if together:
-                    # the three together, in the reporter's order
-                    started = clock()
-                    for est, done in pairs:
-                        est.observe(now, done)
-                        est.rate()
-                        est.eta(TOTAL)
-                    spent["tick"] += clock() - started
-                else:
-                    started = clock()
-                    for est, done in pairs:
-                        est.observe(now, done)
-                    spent["observe"] += clock() - started
-                    started = clock()
-                    for est in estimators:
-                        est.rate()
-                    spent["rate"] += clock() - started
-                    started = clock()
-                    for est in estimators:
-                        est.eta(TOTAL)
-                    spent["eta"] += clock() - started
+                started = clock()
+                for est, done in apart_pairs:
+                    est.observe(now, done)
+                spent["observe"] += clock() - started
+                started = clock()
+                for est in apart:
+                    est.rate()
+                spent["rate"] += clock() - started
+                started = clock()
+                for est in apart:
+                    est.eta(TOTAL)
+                spent["eta"] += clock() - started
+                started = clock()
+                for est, done in together_pairs:  # in the reporter's order
+                    est.observe(now, done)
+                    est.rate()
+                    est.eta(TOTAL)
+                spent["tick"] += clock() - started
             finally:
                 gc.enable()
-        for phase in ("tick",) if together else ("observe", "rate", "eta"):
-            per_call = spent[phase] / ticks / ESTIMATORS * 1e6
-            best[phase] = min(best[phase], per_call)
-    loop = empty_loop_cost(estimators)
+        for phase, seconds in spent.items():
+            best[phase] = min(best[phase], seconds / ticks / ESTIMATORS * 1e6)
+    loop = empty_loop_cost(apart)
     return {phase: max(cost - loop, 0.0) for phase, cost in best.items()}
 
 
@@ -196,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--before", metavar="REV", help="also time the estimator committed at REV")
     parser.add_argument("--ticks", type=int, default=32, help="ticks per round (default 32)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds per mode; the best counts (default 4)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds; the best counts (default 6)")
     args = parser.parse_args(argv)
     loaders: list[tuple[str, Callable[[], ModuleType]]] = []
     if args.before:
