@@ -290,13 +290,14 @@ def check(
     )
 
     # 3. No double counting at any moment: the store never showed more than had been journalled.
-    observations = 0
+    observations = over = 0
     for poller in pollers:
         for key, seen in poller.observations.items():
             for moment, done in seen:
                 observations += 1
                 journalled = truth.count_at(key, moment)
                 if done > journalled:
+                    over += 1
                     verdict.fail(
                         f"{key[0]}/{key[1]}: store showed done={done} at {moment:.3f}, "
                         f"journal had {journalled}"
@@ -318,7 +319,8 @@ def check(
         return f"{low}" if low == high else f"{low}-{high}"
 
     verdict.show(
-        f"double counting: none in {observations} store observations (each <= the journal at that moment)"
+        f"double counting: {over or 'none'} in {observations} store observations "
+        "(a stored done above what the journal held at that moment)"
     )
     restarts = f"restarts: {len(resumes)} jobs resumed after SIGKILL"
     if direct:
