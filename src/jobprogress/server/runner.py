@@ -147,7 +147,9 @@ def serve(
         table_prefix=table_prefix,
         body_timeout=body_timeout,
     )
-    logging.getLogger("uvicorn.access").addFilter(RedactQueryCredentials())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, RedactQueryCredentials) for existing in access.filters):
+        access.addFilter(RedactQueryCredentials())
     if host not in ("127.0.0.1", "localhost", "::1") and ssl_certfile is None:
         logger.warning(
             "binding %s without TLS: the bearer token crosses the network in clear text; put a TLS "
