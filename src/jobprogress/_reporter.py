@@ -40,6 +40,9 @@ logger = logging.getLogger("jobprogress")
 
 _FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 MAX_SAMPLE_PERIOD: Final = 1.0
+CPU_BUDGET: Final = 0.035
+"""Share of one core the reporter's sampling passes may use (the senders need a little more); beyond
+it, sampling slows down."""
 LINGER: Final = 0.005
 """Seconds the reporter waits after a wake-up before its pass, to gather a burst of events."""
 # Bytes of a heartbeat with progress besides its strings and payload, with every number at its widest.
@@ -194,7 +197,9 @@ class Reporter:
             Mailbox(sink, name, max_batch=settings.max_batch, clock=clock, threaded=threaded)
             for name, sink in sinks
         ]
-        self._sample_period = min(settings.interval, MAX_SAMPLE_PERIOD)
+        self._base_period = min(settings.interval, MAX_SAMPLE_PERIOD)
+        self._sample_period = self._base_period
+        self._pass_cost = 0.0
         self._interval = settings.interval
         self._keepalive = settings.keepalive
         self._slots: dict[int, Slot] = {}
@@ -243,8 +248,12 @@ class Reporter:
 
     # -- the pass --------------------------------------------------------------------------------
 
-    def run_pass(self, *, force: bool = False) -> None:
-        """Handle started/finished trackers, and on sample ticks (or ``force``) sample every tracker."""
+    def run_pass(self, *, force: bool = False) -> bool:
+        """Handle started/finished trackers, and on sample ticks (or ``force``) sample every tracker.
+
+        Returns:
+            Whether every tracker was sampled.
+        """
         with self._pass_lock:
             now = self._clock()
             stamp = _utc(self._wallclock())  # one updated_at for every message of the pass
@@ -268,6 +277,7 @@ class Reporter:
             if due:
                 for mailbox in self.mailboxes:
                     mailbox.put_many(due)
+            return sample_tick
 
     def _visit(
         self, slot: Slot, now: float, stamp: datetime, due: list[Due], *, sample: bool, force: bool
@@ -382,14 +392,30 @@ class Reporter:
             self._wake.clear()
             with self._forced_cond:
                 forced = self._forced_requested
+            started = time.thread_time()
             try:
-                self.run_pass(force=forced > self._forced_done)
+                sampled = self.run_pass(force=forced > self._forced_done)
             except Exception:
+                sampled = False
                 logger.exception("jobprogress: unexpected error in the reporter")
+            if sampled:
+                self._budget(time.thread_time() - started)
             if forced > self._forced_done:
                 with self._forced_cond:
                     self._forced_done = forced
                     self._forced_cond.notify_all()
+
+    def _budget(self, cost: float) -> None:
+        """Keep the reporter within ``CPU_BUDGET`` of a core: stretch the sampling period if passes cost more.
+
+        A sampling pass costs a few microseconds per live tracker. Up to a few thousand live trackers it
+        fits the budget at the configured interval; beyond that each job is sampled and sent less often
+        (still at most once per ``interval``) instead of the reporter taking more of the worker's CPU.
+        Starts and finishes are still sent at once.
+        """
+        # Up at once when a pass costs more, down gently when passes get cheaper: never over budget for long.
+        self._pass_cost = max(cost, 0.7 * self._pass_cost + 0.3 * cost)
+        self._sample_period = max(self._base_period, self._pass_cost / CPU_BUDGET)
 
     def _forced_pass(self, deadline: float) -> bool:
         """Have every tracker sampled and its newest state queued; False if that missed the deadline."""
@@ -445,6 +471,7 @@ class Reporter:
     def stats(self) -> dict[str, Any]:
         return {
             "live_trackers": len(self._slots),
+            "sample_period": self._sample_period,
             "sinks": {
                 mailbox.name: {**mailbox.stats, "pending": mailbox.pending, "failing": mailbox.failing}
                 for mailbox in self.mailboxes

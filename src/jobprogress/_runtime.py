@@ -129,7 +129,7 @@ def shutdown(timeout: float = 5.0, *, at_exit: bool = False) -> bool:
 def stats() -> dict[str, Any]:
     """See :func:`jobprogress.stats`."""
     current = _reporter
-    base: dict[str, Any] = {"live_trackers": 0, "sinks": {}}
+    base: dict[str, Any] = {"live_trackers": 0, "sample_period": None, "sinks": {}}
     if current is not None:
         base = current.stats()
     base["payload_dropped"] = _payload_drops
