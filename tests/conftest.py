@@ -1,4 +1,4 @@
-"""Shared fixtures: every test starts with a fresh jobprogress runtime and a clean JOBPROGRESS_* environment."""
+"""Shared fixtures: each test gets a fresh jobprogress runtime and a clean JOBPROGRESS_* environment."""
 
 from __future__ import annotations
 

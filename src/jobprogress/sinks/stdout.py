@@ -73,7 +73,11 @@ class StreamSink:
         render = format_human if self.format == "human" else _json
         text = "".join(render(message) + "\n" for message in messages)
         with self._lock:
-            self.stream.write(text)
+            stream = self.stream
+            stream.write(text)
+            # Flushed per batch: progress shows at once, and a forked child never inherits (and then
+            # writes out again) lines its parent had buffered.
+            stream.flush()
 
     def flush(self, timeout: float) -> bool:
         self.stream.flush()
