@@ -115,8 +115,8 @@ def stats() -> dict[str, Any]:
     Returns:
         ``{"live_trackers": n, "sample_period": s, "payload_dropped": n, "sinks": {url: {...}}}``.
         ``sample_period`` is how often trackers are sampled now: it stretches past ``interval`` only when
-        sampling would take more than 3.5 % of a core (many thousands of live trackers). Each sink has ``sent``,
-        ``batches``, ``failures``, ``retries``, ``dropped``, ``dropped_overflow``, ``replaced``,
+        sampling would take more than 3.5 % of a core (many thousands of live trackers). Each sink has
+        ``sent``, ``batches``, ``failures``, ``retries``, ``dropped``, ``dropped_overflow``, ``replaced``,
         ``pending`` and ``failing``.
     """
     from . import _runtime
