@@ -41,6 +41,7 @@ def _soak_command() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(170)
 def test_soak_short_variant_has_no_violations() -> None:
     command = _soak_command()
