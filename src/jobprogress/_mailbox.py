@@ -149,7 +149,7 @@ class Mailbox:
                     type(exc).__name__, False, f"rejected {len(flat)} message(s), not retried: {exc}"
                 )
                 self._settled()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a sink calling sys.exit must not end the sender either
             self._failed(batch, exc, None)
         else:
             self.stats["sent"] += len(flat)
@@ -295,8 +295,15 @@ class Mailbox:
         """Stop the sender (after a last attempt if the sink is healthy) and close the sink."""
         self._stopping = True
         thread = self._thread
-        if thread is None:
-            self._close_sink()
+        if thread is None:  # never sent anything: close on a helper thread, so a hanging close is bounded
+            closer = threading.Thread(
+                target=self._close_sink, name=f"jobprogress-close-{self.name}", daemon=True
+            )
+            try:
+                closer.start()
+            except RuntimeError:  # interpreter shutting down
+                return
+            closer.join(max(timeout, 0.0))
             return
         self._wake.set()
         thread.join(max(timeout, 0.0))

@@ -56,7 +56,16 @@ Counter_advance(CounterObject *self, PyObject *const *args, Py_ssize_t nargs, Py
         }
     }
     if (n > LLONG_MAX - self->done) {
-        return slow_path((PyObject *)self, arg == NULL ? PyLong_FromLongLong(1) : arg);
+        if (arg != NULL) {
+            return slow_path((PyObject *)self, arg);
+        }
+        PyObject *one = PyLong_FromLongLong(1);
+        if (one == NULL) {
+            return NULL;
+        }
+        PyObject *result = slow_path((PyObject *)self, one);
+        Py_DECREF(one);
+        return result;
     }
     self->done += n;
     Py_RETURN_NONE;

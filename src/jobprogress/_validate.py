@@ -102,8 +102,8 @@ def check_count(what: str, value: object, *, allow_none: bool = False) -> int | 
 
 def check_unit(value: object) -> str:
     """One of the known progress units (writers are strict; readers keep unknown ones)."""
-    raw = getattr(value, "value", value)  # accept ProgressUnit members without importing pydantic
-    if raw not in UNITS:
+    raw = value.value if isinstance(value, str) and hasattr(value, "value") else value  # ProgressUnit
+    if not isinstance(raw, str) or raw not in UNITS:
         raise InvalidProgressError(f"unknown unit {_short(value)}; valid units: {', '.join(UNITS)}")
     return str(raw)
 
