@@ -301,7 +301,8 @@ class Mailbox:
             )
             try:
                 closer.start()
-            except RuntimeError:  # interpreter shutting down
+            except RuntimeError:  # interpreter shutting down: no threads any more, close inline
+                self._close_sink()
                 return
             closer.join(max(timeout, 0.0))
             return
