@@ -239,3 +239,11 @@ def test_missing_tqdm_is_a_missing_extra_error(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(MissingExtraError, match=r"jobprogress\[tqdm\]"):
         importlib.import_module("jobprogress.contrib.tqdm")
+
+
+def test_a_disabled_bar_closed_without_iterating_still_reports_its_job(
+    progress_capture: ProgressCapture,
+) -> None:
+    bar = tqdm(range(5), job="closed-unused", disable=True)
+    bar.close()
+    assert progress_capture.statuses("closed-unused") == ["running", "succeeded"]

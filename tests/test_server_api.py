@@ -150,6 +150,22 @@ def test_row27_token_in_the_query_string_is_refused_even_with_a_good_header(coll
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_row27_the_token_under_any_query_name_is_refused(collector: Collector) -> None:
+    for query in (f"password={TOKEN}", f"authorization=Bearer%20{TOKEN}", f"x={TOKEN}extra"):
+        response = collector.client.get(f"/v1/jobs?{query}", headers=auth())
+        assert response.status_code == 401, query
+        assert "query string" in response.json()["detail"]
+
+
+def test_row27_access_log_shows_only_the_read_filters_values() -> None:
+    from jobprogress.server.runner import _redact_path
+
+    assert _redact_path("/v1/jobs?status=failed&limit=5") == "/v1/jobs?status=failed&limit=5"
+    redacted = _redact_path(f"/v1/jobs?status=failed&password={TOKEN}&authorization=Bearer+{TOKEN}")
+    assert TOKEN not in redacted
+    assert redacted.startswith("/v1/jobs?status=failed&password=***")
+
+
 def test_row27_non_ascii_and_malformed_headers_are_401_not_500(collector: Collector) -> None:
     for value in (b"Bearer \xff\xfe\xfd", "Bearer tökén".encode(), b"Bearer " + TOKEN.encode() + b"\xc3\xa9"):
         head = (

@@ -297,3 +297,17 @@ def test_repeated_polls_reuse_views_of_unchanged_jobs_only(
     third = jobs_by_id(store)
     assert third["steady"] is not second["steady"]
     assert third["steady"].lost
+
+
+def test_extreme_rates_never_break_the_jobs_list(store: ProgressStore, writer: StoreWriter) -> None:
+    writer.write([
+        heartbeat(1, job="huge", worker="a", progress=envelope(1, 10, throughput=1e308)),
+        heartbeat(1, job="huge", worker="b", progress=envelope(1, 10, throughput=1e308)),
+        heartbeat(1, job="tiny", worker="a", progress=envelope(1, 10, throughput=5e-324)),
+    ])  # fmt: skip
+    jobs = jobs_by_id(store)
+    assert jobs["huge"].throughput is None  # the sum overflows: unknown, never inf
+    assert jobs["huge"].eta_seconds is None
+    assert jobs["tiny"].throughput == 5e-324
+    assert jobs["tiny"].eta_seconds is None  # 9 / 5e-324 seconds is no ETA
+    json.dumps([job.model_dump(mode="json") for job in jobs.values()], allow_nan=False)

@@ -107,8 +107,19 @@ def _eta(value: object) -> object:
     return value
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:  # an offset that pushes it past year 1 or 9999
+        raise ValueError("timestamp is out of range") from None
+    if not _EARLIEST <= utc < _LATEST:
+        # Stored as POSIX seconds; a clock this far off is a bug, and such a row could not be read back.
+        raise ValueError(f"timestamp {value.isoformat()} is outside 1970-9000")
+    return utc
 
 
 def _id(value: str) -> str:

@@ -148,6 +148,9 @@ class tqdm(_tqdm.tqdm):  # type: ignore[misc]  # tqdm ships no type information
     def close(self) -> None:
         """Close the bar and, outside a ``with`` block, end the job (see the module docstring)."""
         tracker = self._jp_tracker
+        if tracker is not None and tracker.status == _PENDING and not self._jp_entered:
+            # A disabled bar closed without being iterated: the job still ran (with nothing counted).
+            tracker.start()
         if tracker is None or tracker.status != _RUNNING:
             super().close()
             return

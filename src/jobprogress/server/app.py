@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import anyio
 from pydantic import Field, TypeAdapter, ValidationError
@@ -321,6 +321,7 @@ class _BearerAuth:
         self.max_body = max_body
         self.body_timeout = body_timeout
         self._expected = _digest(token.encode("utf-8"))
+        self._token = token.encode("utf-8")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -342,7 +343,8 @@ class _BearerAuth:
             names = {
                 name.strip().lower() for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
             }
-            if names & CREDENTIAL_QUERY_NAMES:
+            # By name, and by value: the token under any other parameter name is refused too.
+            if names & CREDENTIAL_QUERY_NAMES or self._token in unquote_to_bytes(query.replace(b"+", b" ")):
                 return (
                     "credentials in the query string are refused; send 'Authorization: Bearer <token>'",
                     _REALM + b', error="invalid_request"',

@@ -11,7 +11,13 @@ from urllib.parse import parse_qsl, urlencode
 
 from jobprogress.errors import ConfigurationError, MissingExtraError
 
-__all__ = ["CREDENTIAL_QUERY_NAMES", "RedactQueryCredentials", "read_token_file", "serve"]
+__all__ = [
+    "CREDENTIAL_QUERY_NAMES",
+    "LOGGED_QUERY_NAMES",
+    "RedactQueryCredentials",
+    "read_token_file",
+    "serve",
+]
 
 logger = logging.getLogger("jobprogress.server")
 
@@ -56,8 +62,16 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     return token
 
 
+LOGGED_QUERY_NAMES: Final = frozenset({"status", "kind", "limit", "offset", "active_within"})
+"""The read routes' own parameters: the only query values the access log shows."""
+
+
 def _redact_path(path: str) -> str:
-    """A request target with the values of credential-like query parameters replaced by ``***``."""
+    """A request target whose query values are replaced by ``***``, but for the read routes' own filters.
+
+    A credential may come under any name (``?password=``, ``?authorization=``); only values of the
+    parameters the collector defines are known to be harmless.
+    """
     if "?" not in path:
         return path
     route, _, query = path.partition("?")
@@ -65,11 +79,9 @@ def _redact_path(path: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
     except ValueError:
         return route + "?<redacted>"
-    if not any(name.strip().lower() in CREDENTIAL_QUERY_NAMES for name, _ in pairs):
+    if all(name.strip().lower() in LOGGED_QUERY_NAMES for name, _ in pairs):
         return path
-    clean = [
-        (name, "***" if name.strip().lower() in CREDENTIAL_QUERY_NAMES else value) for name, value in pairs
-    ]
+    clean = [(name, value if name.strip().lower() in LOGGED_QUERY_NAMES else "***") for name, value in pairs]
     return route + "?" + urlencode(clean, safe="*")
 
 

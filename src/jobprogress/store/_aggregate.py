@@ -30,12 +30,25 @@ WORKER_COLUMNS: Final = (
 )  # fmt: skip
 
 
+_MAX_ETA: Final = float(2**63 - 1)
+
+
+def _time(value: float | None) -> datetime | None:
+    """A stored POSIX time as an aware datetime; None for one no datetime can hold (a row from elsewhere)."""
+    if value is None:
+        return None
+    try:
+        return _fromtimestamp(value, _UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def _stamp(value: float | None, previous: float | None, previous_stamp: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value == previous:
         return previous_stamp  # datetimes are immutable: a row's equal store times share one
-    return _fromtimestamp(value, _UTC)
+    return _time(value)
 
 
 @contextmanager
@@ -62,7 +75,7 @@ def _worker(row: Sequence[Any]) -> WorkerView:
         payload_json, error, run_id, seq, started_at, updated_at, progressed_at, seen_at,
         worker_lost, worker_stalled,
     ) = row  # fmt: skip
-    seen = None if seen_at is None else _fromtimestamp(seen_at, _UTC)
+    seen = _time(seen_at)
     progressed = _stamp(progressed_at, seen_at, seen)
     return trusted(
         WorkerView,
@@ -77,7 +90,7 @@ def _worker(row: Sequence[Any]) -> WorkerView:
             "status": status,
             "stalled": bool(worker_stalled),
             "lost": bool(worker_lost),
-            "updated_at": None if updated_at is None else _fromtimestamp(updated_at, _UTC),
+            "updated_at": _time(updated_at),
             "error": error,
             "payload": None if payload_json is None else _loads(payload_json),
             "run_id": run_id,
@@ -219,13 +232,15 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
         job_done: int | None = None
     else:
         job_done = done if any_done else None
-        throughput = rate if any_rate else None
+        # Each worker's rate is finite, but a sum of huge ones is not; an unknown rate is None, never inf.
+        throughput = rate if any_rate and math.isfinite(rate) else None
         if total is not None and job_done is not None:
             remaining = max(total - job_done, 0)
             if remaining == 0:
                 eta = 0
             elif throughput:
-                eta = math.ceil(remaining / throughput)
+                seconds = remaining / throughput  # a tiny rate makes this inf, or too big to count
+                eta = math.ceil(seconds) if seconds <= _MAX_ETA else None
     if any_failed:
         job_status = "failed"
     elif running:
