@@ -291,3 +291,44 @@ def test_row30_worker_clock_an_hour_behind_is_judged_on_the_store_clock(
         worker.wait(timeout=30)
         wait_for(lambda: (job := store.job("skewed-scan")) is not None and job.lost, stall_after + 5)
         assert time.monotonic() - killed <= stall_after + 1.0
+
+
+FORKING_PARENT = r"""
+import multiprocessing as mp, sys
+import jobprogress as jp
+
+def work(i):
+    with jp.track(f"child-{i}", unit="rows", total=10) as t:
+        for _ in range(10):
+            t.advance()
+
+if __name__ == "__main__":
+    jp.configure(sinks=[sys.argv[1]], interval=0.05, keepalive=0.1)
+    with jp.track("parent", unit="rows") as t:
+        ctx = mp.get_context("fork")
+        children = []
+        for i in range(20):  # forks while the parent's sender is writing
+            t.advance()
+            child = ctx.Process(target=work, args=(i,))
+            child.start()
+            children.append(child)
+        for child in children:
+            child.join(30)
+        print([child.exitcode for child in children])
+    jp.flush(10)
+"""
+
+
+def test_fork_children_started_while_the_parent_writes_sqlite_deliver_every_final_state(
+    tmp_path: Any,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING_PARENT, url], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str([0] * 20)
+    with ProgressStore(url) as store:
+        jobs = {job.job_id: (job.status, job.done) for job in store.jobs()}
+    assert jobs.pop("parent") == ("succeeded", 20)
+    assert jobs == {f"child-{i}": ("succeeded", 10) for i in range(20)}

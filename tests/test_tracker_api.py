@@ -635,3 +635,76 @@ def test_stats_shape() -> None:
     assert sink["pending"] == 0
     assert sink["failing"] is False
     assert stats["payload_dropped"] == 0
+
+
+# -- review regressions ---------------------------------------------------------------------------
+
+
+def test_decorated_generator_tracks_while_it_is_consumed(progress_capture: ProgressCapture) -> None:
+    @jp.track(job="gen-{n}", unit="rows")
+    def produce(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            jp.current().advance()
+            yield i
+
+    generator = produce(3)
+    assert progress_capture.statuses("gen-3") == []  # nothing ran yet
+    assert list(generator) == [0, 1, 2]
+    assert progress_capture.statuses("gen-3") == ["running", "succeeded"]
+    assert progress_capture.last_progress("gen-3").items_done == 3
+
+
+def test_a_second_iter_settles_the_first_and_nested_loops_finish(progress_capture: ProgressCapture) -> None:
+    first = jp.track("sequential")
+    iterator = first.iter([1, 2, 3, 4, 5])
+    for item in iterator:
+        if item == 3:
+            break
+    for _ in first.iter([1, 2]):
+        pass
+    assert first.done == 4  # 2 completed before the break, then 2
+    nested = jp.track("nested")
+    for _ in nested.iter(range(3)):
+        for _ in nested.iter(range(2)):
+            pass
+    import gc
+
+    gc.collect()
+    assert nested.status == "succeeded"
+
+
+def test_trio_cancellation_is_cancelled_not_failed(progress_capture: ProgressCapture) -> None:
+    import trio
+
+    async def main() -> None:
+        with trio.move_on_after(0.01):
+            async with jp.track("trio-cancel"):
+                await trio.sleep(5)
+
+    trio.run(main)
+    assert progress_capture.statuses("trio-cancel") == ["running", "cancelled"]
+
+
+def test_configure_hands_over_a_tracker_whose_start_is_still_queued() -> None:
+    from jobprogress.sinks.memory import MemorySink
+
+    jp.configure(sinks=["memory://before"], interval=0.05)
+    tracker = jp.track("just-started").start()
+    jp.configure(sinks=["memory://after"], interval=0.05)  # at once: the start may not be sampled yet
+    tracker.advance(3)
+    assert jp.flush(2.0)
+    running = [m for m in MemorySink.named("after") if m.job_id == "just-started"]
+    assert running
+    assert running[-1].status.value == "running"  # type: ignore[union-attr]
+    tracker.finish()
+
+
+def test_human_format_shows_invisible_characters_in_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    jp.configure(sinks=["stdout://?format=human"], worker_id="w\u200b1")
+    with jp.track("job\u202egnp"):
+        pass
+    assert jp.flush(2.0)
+    out = capsys.readouterr().out
+    assert "\u202e" not in out
+    assert "\u200b" not in out
+    assert "'job\\u202egnp'" in out

@@ -47,6 +47,15 @@ _factories: dict[str, hookspecs.SinkFactory] | None = None
 _added: list[object] = []
 
 
+def _new_lock_in_child() -> None:
+    # The manager is built under the lock (tens of ms); a fork meanwhile must not leave it held.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _names(variable: str) -> set[str] | None:
     raw = os.environ.get(variable)
     if raw is None:

@@ -465,7 +465,10 @@ class Reporter:
         return delivered
 
     def live_trackers(self) -> list[Tracker]:
+        """Running trackers, including those whose start is still queued for the next pass."""
         trackers = [slot.tracker for slot in list(self._slots.values())] + list(self._sinkless.values())
+        trackers += [tracker for tracker, _ in list(self._incoming)]
+        trackers = list({id(tracker): tracker for tracker in trackers}.values())
         return [tracker for tracker in trackers if tracker._status == "running"]
 
     def stats(self) -> dict[str, Any]:

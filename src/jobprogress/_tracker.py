@@ -21,7 +21,7 @@ from .errors import InvalidProgressError, PayloadTooLargeError, TrackerStateErro
 # cost of `import jobprogress`. Type checkers treat any name TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+    from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
     from types import TracebackType
     from typing import Any, Final, TypeVar
 
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 PENDING: Final = "pending"
 RUNNING: Final = "running"
 FINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
+
+# asyncio's CancelledError and trio's Cancelled, matched by name so neither library is imported.
+_CANCELLATIONS: Final = frozenset({"CancelledError", "Cancelled"})
 
 _current: ContextVar[Tracker | None] = ContextVar("jobprogress_current", default=None)
 
@@ -118,11 +121,10 @@ class _IterEnd:
     def _end(self, *, exhausted: bool) -> None:
         self._ended = True
         tracker = self._tracker
-        if tracker._probe is not self._probe:
-            return  # the tracker ended first and already counted what this loop handed out
-        handed_out = self._probe.handed_out()
-        tracker._done += handed_out if exhausted else max(handed_out - 1, 0)
-        tracker._probe = None
+        if tracker._probe is self._probe:  # else the tracker or a later iter() already counted it
+            handed_out = self._probe.handed_out()
+            tracker._done += handed_out if exhausted else max(handed_out - 1, 0)
+            tracker._probe = None
         if self._owns and tracker._status == RUNNING:
             if exhausted:
                 tracker.finish()
@@ -368,7 +370,7 @@ class Tracker(CounterBase):
                 _current.set(None)
         if exc is None:
             self.finish()
-        elif isinstance(exc, (KeyboardInterrupt, GeneratorExit)) or type(exc).__name__ == "CancelledError":
+        elif isinstance(exc, (KeyboardInterrupt, GeneratorExit)) or type(exc).__name__ in _CANCELLATIONS:
             self.cancel(type(exc).__name__)
         elif isinstance(exc, SystemExit) and exc.code in (None, 0):
             self.finish()
@@ -411,6 +413,10 @@ class Tracker(CounterBase):
         owns = self._status != RUNNING
         if owns:
             self.start()
+        previous = self._probe
+        if previous is not None:  # another loop over this tracker is active: settle what it completed
+            self._done += max(previous.handed_out() - 1, 0)
+            self._probe = None
         iterator = iter(iterable)
         if type(iterator) in _EXACT_LENGTH_ITERATORS:
             probe = _Probe(iterator=iterator, length=operator.length_hint(iterator))
@@ -463,6 +469,15 @@ class Tracker(CounterBase):
                         yield item
 
             return agen_wrapper  # type: ignore[return-value]
+
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+                with self._clone(job_for(args, kwargs)):
+                    return (yield from func(*args, **kwargs))
+
+            return gen_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

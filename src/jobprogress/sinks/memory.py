@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -41,6 +42,13 @@ class MemorySink:
         """The shared message list of ``memory://name``."""
         with cls._shared_lock:
             return cls._shared.setdefault(name, [])
+
+
+def _new_lock_in_child() -> None:
+    MemorySink._shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 @hookimpl

@@ -85,9 +85,19 @@ class SqlSink:
         self._url = driver_url
         self.url = parsed.render_as_string(hide_password=True)
         self._lock = threading.Lock()
-        self._writer: StoreWriter | None = None
-        self._pid = os.getpid()
         self._closed = False
+        # Everything a first send would load lazily is loaded here, in the configuring thread: the
+        # writer, its tables and statements, the dialect and its driver. Done on the sender thread, a
+        # fork in that window would leave a child an import lock or cache lock held for ever.
+        from jobprogress.store.writer import StoreWriter
+
+        self._writer: StoreWriter | None = StoreWriter(
+            self._url, table_prefix=self._table_prefix, history=self._history
+        )
+        self._pid = os.getpid()
+        dialect_class = parsed.get_dialect()
+        dialect_class.import_dbapi()
+        self._writer.prepare(dialect_class)
 
     def _get_writer(self) -> StoreWriter:
         writer = self._writer

@@ -33,9 +33,14 @@ def _progress_text(progress: JobProgressEnvelope) -> str:
     return text
 
 
+def _shown(text: str) -> str:
+    # Ids hold no control characters, but may hold bidi overrides or zero-width characters: repr those.
+    return text if text.isprintable() else repr(text)
+
+
 def format_human(message: Heartbeat | ProgressUpdate) -> str:
     """One short line: ``job [worker] status done/total unit rate ETA``; ids are shown as repr when odd."""
-    head = f"{message.job_id} [{message.worker_id}]"
+    head = f"{_shown(message.job_id)} [{_shown(message.worker_id)}]"
     if message.type == "progress":
         return f"{head} {_progress_text(message.progress)}"
     text = f"{head} {message.status.value}"

@@ -348,9 +348,46 @@ def _enable_wal(cursor: Any, timeout: float) -> None:
         delay = min(delay * 2, 0.1)
 
 
+# SQLite records the locks a process holds in process-wide memory. A child forked while a connection of
+# its parent held the write lock inherits that record without the lock, and every connection the child
+# opens then finds the database "locked" for ever. So a fork waits until no SQLite transaction is open in
+# this process (they last milliseconds), and the child starts with a fresh gate.
+_sqlite_write_gate = threading.Lock()
+
+
+def _gate_before_fork() -> None:
+    _sqlite_write_gate.acquire()
+
+
+def _gate_after_fork_in_parent() -> None:
+    _sqlite_write_gate.release()
+
+
+def _gate_after_fork_in_child() -> None:
+    global _sqlite_write_gate
+    _sqlite_write_gate = threading.Lock()
+
+
+os.register_at_fork(
+    before=_gate_before_fork,
+    after_in_parent=_gate_after_fork_in_parent,
+    after_in_child=_gate_after_fork_in_child,
+)
+
+
 @contextmanager
 def connect(engine: Engine, *, read: bool) -> Iterator[Connection]:
     """A transaction on ``engine``: ``BEGIN IMMEDIATE`` on SQLite unless ``read``."""
+    if engine.dialect.name == "sqlite":  # reads too: opening a connection may switch the journal to WAL
+        with _sqlite_write_gate, _transaction(engine, read=read) as connection:
+            yield connection
+    else:
+        with _transaction(engine, read=read) as connection:
+            yield connection
+
+
+@contextmanager
+def _transaction(engine: Engine, *, read: bool) -> Iterator[Connection]:
     with engine.connect() as connection:
         if read:
             connection = connection.execution_options(**{_READ_OPTION: True})

@@ -14,6 +14,7 @@ row lets a later release migrate them.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -57,6 +58,15 @@ class StoreTables:
 
 _cache: dict[str, StoreTables] = {}
 _cache_lock = threading.Lock()
+
+
+def _new_cache_lock_in_child() -> None:
+    # A fork while another thread built tables would leave the child this lock held for ever.
+    global _cache_lock
+    _cache_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_cache_lock_in_child)
 
 
 def check_prefix(prefix: str) -> str:
@@ -232,6 +242,25 @@ def _is_already_exists(exc: BaseException) -> bool:
     )
 
 
+def _schema_current(engine: Engine, tables: StoreTables, wanted: list[Any]) -> bool:
+    """Whether every wanted table exists at the current version, checked in a read transaction."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ._engine import connect
+
+    try:
+        with connect(engine, read=True) as connection:
+            inspector = inspect(connection)
+            if not all(inspector.has_table(table.name) for table in wanted):
+                return False
+            version = read_schema_version(connection, tables)
+    except SQLAlchemyError:
+        return False  # let the writing path find out, and report, what is wrong
+    check_version(version, tables.prefix + "job_progress")
+    return version == SCHEMA_VERSION
+
+
 def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, history: bool) -> None:
     """Create the tables if missing and record the version; safe when several processes race.
 
@@ -247,6 +276,8 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
     from ._engine import connect
 
     wanted = [tables.progress, tables.version] + ([tables.history] if history else [])
+    if _schema_current(engine, tables, wanted):
+        return  # the usual case: no write lock, so many processes starting at once do not queue for it
     for attempt in range(3):
         try:
             with connect(engine, read=False) as connection:

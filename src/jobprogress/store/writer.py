@@ -200,6 +200,16 @@ class StoreWriter:
         self._next_prune = 0.0
         self._next_wal_check = 0.0
 
+    def prepare(self, dialect_class: Any) -> None:
+        """Compile this writer's statements for ``dialect_class`` once, loading what compiling needs.
+
+        Sinks call it at configure time so a sender thread's first write imports nothing.
+        """
+        dialect = dialect_class()
+        self._upsert.compile(dialect=dialect)
+        if self._history_insert is not None:
+            self._history_insert.compile(dialect=dialect)
+
     @property
     def url(self) -> str:
         """The store URL with any password hidden."""
