@@ -16,7 +16,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
@@ -287,39 +286,6 @@ def test_row33_exit_is_not_held_up_by_a_failing_sink() -> None:
 # -- row 34: fork-context multiprocessing children and SIGTERM -------------------------------------
 
 
-def _job_returns(job: str) -> None:
-    with jp.track(job, unit="rows", total=3) as tracker:
-        tracker.advance(3)
-
-
-def _job_raises(job: str) -> None:
-    with jp.track(job, unit="rows") as tracker:
-        tracker.advance(1)
-        raise ValueError("child failed")
-
-
-def _job_exits(job: str) -> None:
-    with jp.track(job, unit="rows") as tracker:
-        tracker.advance(2)
-        sys.exit(5)
-
-
-def _job_shuts_down_then_waits(job: str, ready: EventType) -> None:
-    with jp.track(job, unit="rows") as tracker:
-        tracker.advance(2)
-    jp.shutdown(2.0)
-    ready.set()
-    time.sleep(60)  # terminated here
-
-
-def _job_turns_sigterm_into_exit(job: str, ready: EventType) -> None:
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    with jp.track(job, unit="rows") as tracker:
-        tracker.advance(4)
-        ready.set()
-        time.sleep(60)  # terminated here
-
-
 def _pool_job(index: int) -> int:
     with jp.track(f"pool-{index}", unit="rows") as tracker:
         tracker.advance(index)
@@ -333,35 +299,66 @@ def out_file(tmp_path: Path) -> Path:
     return path
 
 
-FORK_EXITS = {
-    "returns": (_job_returns, 0, "succeeded", None, 3),
-    "raises": (_job_raises, 1, "failed", "ValueError: child failed", 1),
-    "sys-exit": (_job_exits, 5, "failed", "SystemExit: 5", 2),
-}
+FORK_EXIT_PARENT = """
+import multiprocessing, sys
+import jobprogress as jp
 
+def returns(job):
+    with jp.track(job, unit="rows", total=3) as tracker:
+        tracker.advance(3)
 
-@pytest.mark.parametrize(
-    ("target", "exit_code", "status", "error", "done"), FORK_EXITS.values(), ids=FORK_EXITS.keys()
-)
-def test_row34_fork_child_exit_delivers_through_multiprocessing_finalizers(
-    out_file: Path, target: object, exit_code: int, status: str, error: str | None, done: int
-) -> None:
-    import multiprocessing
+def raises(job):
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(1)
+        raise ValueError("child failed")
 
+def exits(job):
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(2)
+        sys.exit(5)
+
+if __name__ == "__main__":
+    target = {"returns": returns, "raises": raises, "sys-exit": exits}[sys.argv[1]]
     context = multiprocessing.get_context("fork")
     with jp.track("parent-job", unit="rows") as parent:  # the parent's reporter runs during the fork
         parent.advance(11)
         child = context.Process(target=target, args=("fork-job",))
         child.start()
-        child.join(CHILD_TIMEOUT)
-    assert child.exitcode == exit_code
+        child.join(30)
+    print("exitcode", child.exitcode, "parent", parent.worker_id, flush=True)
     jp.flush(2.0)
-    messages = read_jsonl(out_file)
+"""
+
+FORK_EXITS = {
+    "returns": (0, "succeeded", None, 3),
+    "raises": (1, "failed", "ValueError: child failed", 1),
+    "sys-exit": (5, "failed", "SystemExit: 5", 2),
+}
+
+
+@pytest.mark.parametrize(("exit_code", "status", "error", "done"), FORK_EXITS.values(), ids=FORK_EXITS.keys())
+def test_row34_fork_child_exit_delivers_through_multiprocessing_finalizers(
+    request: pytest.FixtureRequest, exit_code: int, status: str, error: str | None, done: int
+) -> None:
+    # A fresh parent process: forking pytest would also copy locks held by earlier tests' threads.
+    variant = request.node.callspec.id
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_EXIT_PARENT, variant],
+        env=child_env(sinks="stdout://", interval="60", keepalive="60"),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT * 2,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("exitcode "))
+    _, code, _, parent_worker = summary.split(" ", 3)
+    assert int(code) == exit_code
+    messages = parse_lines(result.stdout)
     final = final_heartbeat(messages, "fork-job")  # the child never flushed: its finalizer did
     assert final.status == status
     assert final.error == error
     assert progress_of(messages, "fork-job")[-1][1] == done
-    parent_worker = parent.worker_id
     # The child never sent the parent's job (inherited as running) under any worker id.
     assert {m.worker_id for m in messages if m.job_id == "parent-job"} == {parent_worker}
     assert final.worker_id != parent_worker
@@ -381,36 +378,63 @@ def test_row34_pool_workers_deliver_every_final_state(out_file: Path) -> None:
         assert progress_of(messages, f"pool-{index}")[-1][1] == index
 
 
-@pytest.mark.parametrize(
-    ("target", "exit_code", "status", "error", "done"),
-    [
-        pytest.param(
-            _job_shuts_down_then_waits, -signal.SIGTERM, "succeeded", None, 2, id="shutdown-then-sigterm"
-        ),
-        pytest.param(
-            _job_turns_sigterm_into_exit, 143, "failed", "SystemExit: 143", 4, id="sigterm-raises-exit"
-        ),
-    ],
-)
-def test_row34_sigterm_after_shutdown_or_handled_keeps_the_final_state(
-    out_file: Path, target: object, exit_code: int, status: str, error: str | None, done: int
-) -> None:
-    import multiprocessing
+SIGTERM_PARENT = """
+import multiprocessing, signal, sys, time
+import jobprogress as jp
 
+def shuts_down_then_waits(job, ready):
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(2)
+    jp.shutdown(2.0)
+    ready.set()
+    time.sleep(60)  # terminated here
+
+def turns_sigterm_into_exit(job, ready):
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(4)
+        ready.set()
+        time.sleep(60)  # terminated here
+
+if __name__ == "__main__":
+    target = {"shutdown": shuts_down_then_waits, "exit": turns_sigterm_into_exit}[sys.argv[1]]
     context = multiprocessing.get_context("fork")
     ready = context.Event()
     child = context.Process(target=target, args=("term-job", ready))
     child.start()
-    try:
-        assert ready.wait(CHILD_TIMEOUT)
-        child.terminate()
-        child.join(CHILD_TIMEOUT)
-    finally:
-        if child.is_alive():
-            child.kill()
-            child.join()
-    assert child.exitcode == exit_code
-    messages = read_jsonl(out_file)
+    assert ready.wait(30)
+    child.terminate()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    print("exitcode", child.exitcode, flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("variant", "exit_code", "status", "error", "done"),
+    [
+        pytest.param("shutdown", -signal.SIGTERM, "succeeded", None, 2, id="shutdown-then-sigterm"),
+        pytest.param("exit", 143, "failed", "SystemExit: 143", 4, id="sigterm-raises-exit"),
+    ],
+)
+def test_row34_sigterm_after_shutdown_or_handled_keeps_the_final_state(
+    variant: str, exit_code: int, status: str, error: str | None, done: int
+) -> None:
+    # The fork starts from a fresh parent process: forking pytest itself would copy whatever locks the
+    # threads of earlier tests happened to hold (stdio buffers among them) into the child.
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_PARENT, variant],
+        env=child_env(sinks="stdout://", interval="60", keepalive="60"),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT * 2,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"exitcode {exit_code}" in result.stdout.splitlines()
+    messages = parse_lines(result.stdout)
     final = final_heartbeat(messages, "term-job")
     assert final.status == status
     assert final.error == error
