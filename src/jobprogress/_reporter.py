@@ -358,7 +358,11 @@ class Reporter:
         error_bytes = len(json.dumps(heartbeat.error, ensure_ascii=False).encode()) if heartbeat.error else 0
         bound = _HEARTBEAT_SKELETON_BYTES + slot.fixed_bytes + slot.payload_bytes + error_bytes
         limit = self.settings.heartbeat_limit
-        return bound <= limit or len(heartbeat.model_dump_json().encode()) <= limit
+        if bound <= limit:
+            return True
+        from .envelope import dump_message  # serializes under the fork gate
+
+        return len(dump_message(heartbeat).encode()) <= limit
 
     # -- thread ----------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,29 @@ if TYPE_CHECKING:
 __all__ = ["StreamSink", "format_human", "jobprogress_register_sinks"]
 
 _FORMATS = ("json", "human")
+
+# One lock for every stream sink of the process, held around each write and flush, and taken before a
+# fork: a child forked while a sender was inside sys.stdout's buffer would inherit its internal lock
+# held, and hang at its first write or at the flush multiprocessing does on exit.
+_write_lock = threading.Lock()
+
+
+def _before_fork() -> None:
+    _write_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _write_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _write_lock
+    _write_lock = threading.Lock()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 def _progress_text(progress: JobProgressEnvelope) -> str:
@@ -68,7 +92,6 @@ class StreamSink:
             raise ConfigurationError(
                 f"format={self.format!r} in {url!r}; valid formats: {', '.join(_FORMATS)}"
             )
-        self._lock = threading.Lock()
 
     @property
     def stream(self) -> TextIO:
@@ -77,7 +100,7 @@ class StreamSink:
     def send(self, messages: Sequence[Heartbeat | ProgressUpdate]) -> None:
         render = format_human if self.format == "human" else _json
         text = "".join(render(message) + "\n" for message in messages)
-        with self._lock:
+        with _write_lock:
             stream = self.stream
             stream.write(text)
             # Flushed per batch: progress shows at once, and a forked child never inherits (and then
@@ -85,18 +108,22 @@ class StreamSink:
             stream.flush()
 
     def flush(self, timeout: float) -> bool:
-        self.stream.flush()
+        with _write_lock:
+            self.stream.flush()
         return True
 
     def close(self, timeout: float) -> None:
         try:
-            self.stream.flush()
+            with _write_lock:
+                self.stream.flush()
         except (OSError, ValueError):  # closed or broken stream at interpreter exit
             pass
 
 
 def _json(message: Heartbeat | ProgressUpdate) -> str:
-    return message.model_dump_json()
+    from ..envelope import dump_message
+
+    return dump_message(message)
 
 
 @hookimpl
