@@ -7,12 +7,12 @@ process the first time a sink URL is resolved.
 from __future__ import annotations
 
 import os
-import threading
 from typing import TYPE_CHECKING, Final
 
 import pluggy
 
 from . import hookspecs
+from ._forklock import ForkSafeLock
 from .errors import ConfigurationError, UnknownSchemeError
 
 if TYPE_CHECKING:
@@ -41,19 +41,10 @@ ENTRY_POINT_GROUP: Final = hookspecs.PROJECT_NAME
 # Schemes whose plugin ships separately: named in the unknown-scheme error so users know what to install.
 _SEPARATE_PLUGINS: Final = {"otel": "pip install jobprogress-otel"}
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()  # built under it for tens of ms: a fork meanwhile must not leave it held
 _manager: pluggy.PluginManager | None = None
 _factories: dict[str, hookspecs.SinkFactory] | None = None
 _added: list[object] = []
-
-
-def _new_lock_in_child() -> None:
-    # The manager is built under the lock (tens of ms); a fork meanwhile must not leave it held.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _names(variable: str) -> set[str] | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
+from ._forklock import ForkSafeLock
 from ._mailbox import Mailbox
 from ._validate import MAX_COUNT, payload_json
 from .estimator import ThroughputEstimator
@@ -73,7 +73,7 @@ def models() -> _Models:
     return _models
 
 
-_seq_lock = threading.Lock()
+_seq_lock = ForkSafeLock()  # a fork while the reporter held it must not leave the child stuck
 _last_seq = 0
 
 
@@ -87,16 +87,6 @@ def next_seq(floor: int = 0) -> int:
     with _seq_lock:
         _last_seq = max(_last_seq + 1, time.time_ns() // 1000, floor + 1)
         return _last_seq
-
-
-def _reset_seq_lock_in_child() -> None:
-    # A fork while the parent's reporter held the lock would leave it locked forever in the child,
-    # whose new reporter would then hang at its first message. _last_seq carries over: seq keeps rising.
-    global _seq_lock
-    _seq_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_seq_lock_in_child)
 
 
 class Slot:

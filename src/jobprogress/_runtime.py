@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ._forklock import ForkSafeLock
 from ._reporter import Reporter
 from .config import Settings, resolve_settings
 
@@ -36,7 +37,7 @@ __all__ = [
 
 logger = logging.getLogger("jobprogress")
 
-_lock = threading.RLock()
+_lock = ForkSafeLock(threading.RLock)
 _settings: Settings | None = None
 _reporter: Reporter | None = None
 _payload_drops = 0
@@ -185,8 +186,7 @@ def ensure_exit_hooks() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _reporter, _exit_hooks_pid
-    _lock = threading.RLock()
+    global _reporter, _exit_hooks_pid
     if _reporter is not None:
         _orphans.append(_reporter)
         _reporter = None

@@ -9,8 +9,6 @@ ignored on read and an unknown unit string from a newer writer is kept, so old r
 from __future__ import annotations
 
 import math
-import os
-import threading
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, TypeVar
@@ -26,6 +24,7 @@ from pydantic import (
     TypeAdapter,
 )
 
+from ._forklock import ForkGate
 from ._validate import (
     MAX_COUNT,
     MAX_ERROR_LENGTH,
@@ -216,29 +215,9 @@ def parse_messages(data: str | bytes | list[Any]) -> list[Heartbeat | ProgressUp
     return _MESSAGES.validate_python(data)
 
 
-# pydantic-core's serializer holds native locks while it runs. A child forked while a sender thread was
-# serializing inherits them held and hangs at its first dump, so a fork waits for serializations to end.
-_dump_gate = threading.Lock()
-
-
-def _dump_gate_before_fork() -> None:
-    _dump_gate.acquire()
-
-
-def _dump_gate_after_fork_in_parent() -> None:
-    _dump_gate.release()
-
-
-def _dump_gate_after_fork_in_child() -> None:
-    global _dump_gate
-    _dump_gate = threading.Lock()
-
-
-os.register_at_fork(
-    before=_dump_gate_before_fork,
-    after_in_parent=_dump_gate_after_fork_in_parent,
-    after_in_child=_dump_gate_after_fork_in_child,
-)
+# pydantic-core's serializer holds native locks while it runs: a fork waits for serializations to end,
+# so a child never inherits them held (it would hang at its first dump).
+_dump_gate = ForkGate()
 
 
 def dump_message(message: Heartbeat | ProgressUpdate) -> str:

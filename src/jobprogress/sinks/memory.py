@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._forklock import ForkSafeLock
 from ..hookspecs import RegisterSink, hookimpl
 
 if TYPE_CHECKING:
@@ -19,7 +18,7 @@ class MemorySink:
     """A sink that appends to :attr:`messages`. ``memory://NAME`` sinks with one name share one list."""
 
     _shared: dict[str, list[Heartbeat | ProgressUpdate]] = {}
-    _shared_lock = threading.Lock()
+    _shared_lock = ForkSafeLock()
 
     def __init__(self, url: str = "memory://") -> None:
         name = url.split("://", 1)[1] if "://" in url else ""
@@ -42,13 +41,6 @@ class MemorySink:
         """The shared message list of ``memory://name``."""
         with cls._shared_lock:
             return cls._shared.setdefault(name, [])
-
-
-def _new_lock_in_child() -> None:
-    MemorySink._shared_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 @hookimpl

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from .._forklock import ForkGate
 from ..errors import ConfigurationError
 from ..hookspecs import RegisterSink, hookimpl
 
@@ -19,28 +18,10 @@ __all__ = ["StreamSink", "format_human", "jobprogress_register_sinks"]
 
 _FORMATS = ("json", "human")
 
-# One lock for every stream sink of the process, held around each write and flush, and taken before a
-# fork: a child forked while a sender was inside sys.stdout's buffer would inherit its internal lock
-# held, and hang at its first write or at the flush multiprocessing does on exit.
-_write_lock = threading.Lock()
-
-
-def _before_fork() -> None:
-    _write_lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    _write_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    global _write_lock
-    _write_lock = threading.Lock()
-
-
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-)
+# One gate for every stream sink of the process, held around each write and flush: a child forked while a
+# sender was inside sys.stdout's buffer would inherit its internal lock held, and hang at its first write
+# or at the flush multiprocessing does on exit.
+_write_lock = ForkGate()
 
 
 def _progress_text(progress: JobProgressEnvelope) -> str:

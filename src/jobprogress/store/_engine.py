@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from jobprogress._forklock import ForkGate
 from jobprogress.errors import ConfigurationError, MissingExtraError, StoreError
 
 if TYPE_CHECKING:
@@ -352,27 +353,7 @@ def _enable_wal(cursor: Any, timeout: float) -> None:
 # its parent held the write lock inherits that record without the lock, and every connection the child
 # opens then finds the database "locked" for ever. So a fork waits until no SQLite transaction is open in
 # this process (they last milliseconds), and the child starts with a fresh gate.
-_sqlite_write_gate = threading.Lock()
-
-
-def _gate_before_fork() -> None:
-    _sqlite_write_gate.acquire()
-
-
-def _gate_after_fork_in_parent() -> None:
-    _sqlite_write_gate.release()
-
-
-def _gate_after_fork_in_child() -> None:
-    global _sqlite_write_gate
-    _sqlite_write_gate = threading.Lock()
-
-
-os.register_at_fork(
-    before=_gate_before_fork,
-    after_in_parent=_gate_after_fork_in_parent,
-    after_in_child=_gate_after_fork_in_child,
-)
+_sqlite_write_gate = ForkGate()
 
 
 @contextmanager

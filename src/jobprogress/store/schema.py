@@ -14,13 +14,12 @@ row lets a later release migrate them.
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from jobprogress._forklock import ForkSafeLock
 from jobprogress.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
@@ -57,16 +56,7 @@ class StoreTables:
 
 
 _cache: dict[str, StoreTables] = {}
-_cache_lock = threading.Lock()
-
-
-def _new_cache_lock_in_child() -> None:
-    # A fork while another thread built tables would leave the child this lock held for ever.
-    global _cache_lock
-    _cache_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_cache_lock_in_child)
+_cache_lock = ForkSafeLock()  # a fork while another thread built tables must not leave it held
 
 
 def check_prefix(prefix: str) -> str:
