@@ -239,7 +239,7 @@ def test_main_without_the_cli_extra_says_how_to_install(
         main(["jobs"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert "pip install 'jobprogress[cli]'" in err
+    assert "pip install 'jobprogress-sdk[cli]'" in err
     assert "textual" in err
 
 

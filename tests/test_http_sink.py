@@ -360,6 +360,6 @@ def test_importing_the_modules_loads_no_extra_and_a_missing_extra_is_a_kind_erro
     )
     assert done.returncode == 0, done.stderr
     assert "sink: the http:// sink needs the 'httpx' package" in done.stdout
-    assert "pip install 'jobprogress[http]'" in done.stdout
+    assert "pip install 'jobprogress-sdk[http]'" in done.stdout
     assert "server: the collector (jobprogress serve) needs the 'starlette' package" in done.stdout
-    assert "pip install 'jobprogress[server]'" in done.stdout
+    assert "pip install 'jobprogress-sdk[server]'" in done.stdout

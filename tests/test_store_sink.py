@@ -69,16 +69,16 @@ def test_missing_driver_names_the_extra(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
     )
-    with pytest.raises(MissingExtraError, match=rf"pip install 'jobprogress\[{extra}\]'") as caught:
+    with pytest.raises(MissingExtraError, match=rf"pip install 'jobprogress-sdk\[{extra}\]'") as caught:
         SqlSink(url)
     assert caught.value.missing == module
 
 
 def test_missing_sqlalchemy_names_the_sql_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)
-    with pytest.raises(MissingExtraError, match=r"jobprogress\[sql\]"):
+    with pytest.raises(MissingExtraError, match=r"jobprogress-sdk\[sql\]"):
         SqlSink(f"sqlite:///{tmp_path}/x.db")
-    with pytest.raises(MissingExtraError, match=r"jobprogress\[sql\]"):
+    with pytest.raises(MissingExtraError, match=r"jobprogress-sdk\[sql\]"):
         ProgressStore(f"sqlite:///{tmp_path}/x.db")
 
 

@@ -434,13 +434,13 @@ def test_unknown_scheme_names_the_known_ones() -> None:
 
 def test_unknown_scheme_of_a_separate_plugin_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBPROGRESS_DISABLED_PLUGINS", "otel")  # as if jobprogress-otel were not installed
-    with pytest.raises(UnknownSchemeError, match="pip install jobprogress-otel"):
+    with pytest.raises(UnknownSchemeError, match="pip install jobprogress-sdk-otel"):
         jp.configure(sinks=["otel://"], worker_id="w")
 
 
 def test_missing_extra_says_which_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # makes `import sqlalchemy` raise ImportError
-    with pytest.raises(MissingExtraError, match=r"pip install 'jobprogress\[sql\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install 'jobprogress-sdk\[sql\]'"):
         jp.configure(sinks=["sqlite:///x.db"])
 
 

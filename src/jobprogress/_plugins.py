@@ -39,7 +39,10 @@ BUILTIN_PLUGINS: Final = (
 ENTRY_POINT_GROUP: Final = hookspecs.PROJECT_NAME
 
 # Schemes whose plugin ships separately: named in the unknown-scheme error so users know what to install.
-_SEPARATE_PLUGINS: Final = {"otel": "pip install jobprogress-otel"}
+_SEPARATE_PLUGINS: Final = {
+    "otel": "pip install jobprogress-sdk-otel (in a clone of the repository, until it is published: "
+    "pip install ./plugins/jobprogress-otel)"
+}
 
 _lock = ForkSafeLock()  # built under it for tens of ms: a fork meanwhile must not leave it held
 _manager: pluggy.PluginManager | None = None

@@ -32,6 +32,17 @@ __all__ = [
 ]
 
 
+DISTRIBUTION = "jobprogress-sdk"
+"""The name pip installs this project by; the import name is ``jobprogress``."""
+
+
+def install_line(extra: str | None = None) -> str:
+    """The pip command that installs this project (with ``extra``), as error messages print it."""
+    target = DISTRIBUTION if extra is None else f"'{DISTRIBUTION}[{extra}]'"
+    local = "." if extra is None else f"'.[{extra}]'"
+    return f"pip install {target} (in a clone of the repository, until it is published: pip install {local})"
+
+
 class JobProgressError(Exception):
     """Root of every exception jobprogress raises."""
 
@@ -62,7 +73,7 @@ class MissingExtraError(ConfigurationError, ImportError):
         self.missing = missing
         super().__init__(
             f"{feature} needs the {missing!r} package, which is not installed; "
-            f"install it with: pip install 'jobprogress[{extra}]'"
+            f"install it with: {install_line(extra)}"
         )
 
 

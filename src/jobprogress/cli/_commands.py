@@ -110,7 +110,7 @@ def _dump(data: Any) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="jobprogress", prog_name="jobprogress")
+@click.version_option(package_name="jobprogress-sdk", prog_name="jobprogress")  # the distribution's name
 def cli() -> None:
     """Live progress of long-running jobs across many workers.
 
