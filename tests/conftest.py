@@ -15,10 +15,14 @@ POSTGRES_ENV = "JOBPROGRESS_TEST_POSTGRES_URL"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_runtime(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("JOBPROGRESS_") and name != POSTGRES_ENV:
             monkeypatch.delenv(name)
+    # The default outbox lives in the user cache directory: give every test (and its children) its own.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     _runtime._settings = None
     _plugins.reset()
     yield

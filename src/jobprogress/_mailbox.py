@@ -3,6 +3,10 @@
 Each sink gets a :class:`Mailbox` keyed by (job, worker): a newer state replaces an older one that was
 not sent yet, so memory is bounded by the number of jobs, not by how long a sink is down, and the
 newest state is what lands after an outage. A slow or failing sink delays only its own mailbox.
+
+What a mailbox could not deliver by a deadline goes to the sink's :class:`~jobprogress._outbox.Outbox`
+on disk (:meth:`Mailbox.spool`), and a mailbox whose sink has an outbox with states of earlier processes
+delivers them first, on its own thread.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from ._log import redact_url
 from .errors import SinkError
 
 if TYPE_CHECKING:
     import asyncio
+    from pathlib import Path
 
+    from ._outbox import Outbox
     from .envelope import Heartbeat, ProgressUpdate
     from .sinks import AnySink
 
@@ -36,13 +43,20 @@ BACKOFF_JITTER: Final = 0.2
 RETRY_AFTER_CAP: Final = 300.0
 MAX_PENDING_KEYS: Final = 10_000
 """Most (job, worker) states one mailbox holds; beyond it the oldest is dropped and counted."""
+FLUSH_RETRY_BASE: Final = 0.1
+FLUSH_RETRY_CAP: Final = 1.0
+"""While a flush waits, a failed send is retried after 0.1 s doubling up to 1 s, whatever the backoff."""
+REPLAY_BUSY_DELAY: Final = 1.0
+"""Seconds before looking again at an outbox another process is replaying."""
 
 
-def backoff_delay(attempt: int, rng: random.Random) -> float:
-    """1 s doubling per failed attempt, capped at 30 s, with ±20 % jitter so workers do not synchronise."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 16)) * rng.uniform(
-        1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER
-    )
+def backoff_delay(attempt: int, rng: random.Random, *, flushing: bool = False) -> float:
+    """1 s doubling per failed attempt, capped at 30 s, with ±20 % jitter so workers do not synchronise.
+
+    While a flush waits: 0.1 s doubling, capped at 1 s.
+    """
+    base, cap = (FLUSH_RETRY_BASE, FLUSH_RETRY_CAP) if flushing else (BACKOFF_BASE, BACKOFF_CAP)
+    return min(cap, base * 2.0 ** min(attempt, 16)) * rng.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
 
 
 class Mailbox:
@@ -60,6 +74,7 @@ class Mailbox:
         clock: Callable[[], float] = time.monotonic,
         threaded: bool = True,
         rng: random.Random | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.sink = sink
         self.name = name
@@ -74,15 +89,23 @@ class Mailbox:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._inflight = 0
+        self._inflight_batch: dict[Key, list[Message]] = {}
         self._attempt = 0
         self._retry_at = 0.0
+        self._server_delay = False
+        self._flush_deadline = float("-inf")
         self._last_failed = False
+        self.outbox = outbox
+        self._spooled: list[Path] = []
+        self._replay_at = 0.0 if outbox is not None and outbox.files() else float("inf")
         self._logged: set[tuple[str, bool]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._is_async = not callable(getattr(sink, "send", None)) and callable(getattr(sink, "asend", None))
         self.stats: dict[str, int] = dict.fromkeys(
             ("sent", "batches", "failures", "retries", "dropped", "dropped_overflow", "replaced"), 0
         )
+        if self._threaded and self._replay_at == 0.0:
+            self._ensure_thread()
 
     # -- producer side (reporter thread) ---------------------------------------------------------
 
@@ -137,6 +160,7 @@ class Mailbox:
                 if count >= self._max_batch:
                     break
             self._inflight = count
+            self._inflight_batch = batch
         flat = [message for messages in batch.values() for message in messages]
         try:
             self._send(flat)
@@ -176,12 +200,16 @@ class Mailbox:
 
     def _failed(self, batch: dict[Key, list[Message]], exc: BaseException, retry_after: float | None) -> None:
         self.stats["failures"] += 1
+        now = self._clock()
+        self._server_delay = retry_after is not None and retry_after >= 0
         if retry_after is not None and retry_after >= 0:
             delay = min(retry_after, RETRY_AFTER_CAP) * self._rng.uniform(1.0, 1.0 + BACKOFF_JITTER)
+        elif now < self._flush_deadline:  # a flush is waiting: keep trying through a short outage
+            delay = backoff_delay(self._attempt, self._rng, flushing=True)
         else:
             delay = backoff_delay(self._attempt, self._rng)
         self._attempt += 1
-        self._retry_at = self._clock() + delay
+        self._retry_at = now + delay
         self._last_failed = True
         self._log_once(
             type(exc).__name__, True, f"send failed ({type(exc).__name__}: {exc}); retrying in {delay:.1f}s"
@@ -192,20 +220,28 @@ class Mailbox:
                     self._pending[key] = messages
                     self.stats["retries"] += len(messages)
             self._inflight = 0
+            self._inflight_batch = {}
             self._idle.notify_all()
 
     def _settled(self) -> None:
         with self._lock:
             self._inflight = 0
-            if not self._pending:
-                self._idle.notify_all()
+            self._inflight_batch = {}
+            if self._pending:
+                return
+            self._idle.notify_all()
+            spooled, self._spooled = self._spooled, []
+        if spooled and self.outbox is not None:
+            # Everything queued when those files were written has been delivered (or superseded by
+            # a newer state that was): their copies on disk are no longer needed.
+            self.outbox.discard(spooled)
 
     def _log_once(self, kind: str, retryable: bool, text: str) -> None:
         if (kind, retryable) in self._logged:
-            logger.debug("jobprogress: sink %s: %s", self.name, text)
+            logger.debug("jobprogress: sink %s: %s", redact_url(self.name), text)
             return
         self._logged.add((kind, retryable))
-        logger.warning("jobprogress: sink %s: %s", self.name, text)
+        logger.warning("jobprogress: sink %s: %s", redact_url(self.name), text)
 
     # -- waiting ---------------------------------------------------------------------------------
 
@@ -216,23 +252,111 @@ class Mailbox:
     def wait_empty(self, deadline: float, *, skip_failed: bool = False) -> bool:
         """Wait until nothing is pending or in flight, or ``deadline``.
 
-        Never waits while the sender is backing off; with ``skip_failed`` (at exit) not on a sink whose
-        last send raised either, even when its retry is due.
+        Until the deadline a failed send is retried soon (0.1 s doubling up to 1 s), whatever the
+        backoff was: a flush waits through a short outage. It gives up early only when the sink asked
+        (``Retry-After``) for a wait past the deadline, and with ``skip_failed`` (at exit) on a sink
+        whose last send raised: that one is not waited for at all.
         """
         if not self._threaded:
+            if self._clock() >= max(self._replay_at, self._retry_at):
+                self._replay()
             while self.deliver():
                 pass
             return not self._pending
         with self._lock:
-            while self._pending or self._inflight:
-                if self.backing_off or (skip_failed and self._last_failed and not self._inflight):
+            if not skip_failed:
+                if self._clock() >= self._flush_deadline:  # a new flush: a new, short series of retries
+                    self._attempt = 0
+                self._flush_deadline = max(self._flush_deadline, deadline)
+                if not self._server_delay and self._retry_at > self._clock():
+                    self._retry_at = self._clock()  # retry now rather than after the backoff
+            while self._pending or self._inflight or self._replay_at != float("inf"):
+                if skip_failed and self._last_failed and not self._inflight:
                     return False
+                if self._server_delay and self._retry_at > deadline:
+                    return False  # the sink asked for a wait past the deadline
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return False
                 self._wake.set()
                 self._idle.wait(min(remaining, 0.05))
             return True
+
+    # -- outbox ----------------------------------------------------------------------------------
+
+    def undelivered(self) -> dict[Key, list[Message]]:
+        """The newest state of every key that is queued or in flight."""
+        with self._lock:
+            states = dict(self._inflight_batch)
+            states.update(self._pending)
+            return states
+
+    def spool(self, *, keep: bool) -> bool:
+        """Write what is not delivered yet to the outbox; False if something could not be written.
+
+        With ``keep`` (a flush that timed out) the states stay queued and the sender keeps trying; the
+        file is removed once they are delivered. Without it (shutdown) the mailbox is done.
+        """
+        states = self.undelivered()
+        if not states:
+            return True
+        if self.outbox is None:
+            return False
+        path = self.outbox.spool(states)
+        with self._lock:
+            if keep and path is not None:
+                self._spooled.append(path)
+            elif not keep:  # handed over for good: a second shutdown must not spool them again
+                for key, messages in states.items():
+                    if self._pending.get(key) is messages:
+                        del self._pending[key]
+                self._inflight_batch = {}
+        return path is not None
+
+    def _replay(self) -> None:
+        """Deliver what earlier processes left in this sink's outbox (on the sender thread)."""
+        outbox = self.outbox
+        if outbox is None or not outbox.files():
+            self._replayed()
+            return
+        try:
+            replayed = outbox.replay(self._send_replayed, self._max_batch)
+        except SinkError as exc:
+            self._failed({}, exc, exc.retry_after)
+        except (Exception, SystemExit) as exc:
+            self._failed({}, exc, None)
+        else:
+            if replayed is None:  # another process holds the outbox: it is delivering these
+                self._replay_at = self._clock() + REPLAY_BUSY_DELAY * self._rng.uniform(1.0, 1.5)
+                return
+            self._replayed()
+            if replayed:
+                logger.info(
+                    "jobprogress: sink %s: delivered %d state(s) from the outbox",
+                    redact_url(self.name),
+                    replayed,
+                )
+            if self._last_failed:
+                logger.info("jobprogress: sink %s recovered", redact_url(self.name))
+            self._last_failed = False
+            self._attempt = 0
+
+    def _replayed(self) -> None:
+        with self._lock:
+            self._replay_at = float("inf")
+            self._idle.notify_all()
+
+    def _send_replayed(self, messages: list[Message]) -> None:
+        try:
+            self._send(messages)
+        except SinkError as exc:
+            if exc.retryable:
+                raise
+            self.stats["dropped"] += len(messages)
+            self._log_once(type(exc).__name__, False, f"rejected {len(messages)} replayed message(s): {exc}")
+        else:
+            self.stats["sent"] += len(messages)
+            self.stats["batches"] += 1
 
     def sink_flush(self, timeout: float) -> bool:
         try:
@@ -263,15 +387,22 @@ class Mailbox:
 
     def _run(self) -> None:
         while True:
+            now = self._clock()
             wait = None
             if self._pending:
-                wait = max(self._retry_at - self._clock(), 0.0)
+                wait = max(self._retry_at - now, 0.0)
+            if self._replay_at != float("inf"):
+                replay_wait = max(self._replay_at - now, self._retry_at - now, 0.0)
+                wait = replay_wait if wait is None else min(wait, replay_wait)
             if wait is None or wait > 0:
                 self._wake.wait(wait)
                 self._wake.clear()
             if self._stopping and (not self._pending or self.failing):
                 break
             try:
+                now = self._clock()
+                if now >= self._replay_at and now >= self._retry_at:
+                    self._replay()
                 self.deliver()
             except Exception:  # a bug here must not kill delivery for good
                 logger.exception("jobprogress: sink %s: unexpected error in sender", self.name)

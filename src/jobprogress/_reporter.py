@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._forklock import ForkSafeLock
 from ._mailbox import Mailbox
+from ._outbox import Outbox, outbox_root
 from ._validate import MAX_COUNT, payload_json
 from .estimator import ThroughputEstimator
 
@@ -183,8 +184,16 @@ class Reporter:
         self._clock = clock
         self._wallclock = wallclock
         self._threaded = threaded
+        root = outbox_root(settings.outbox)
         self.mailboxes = [
-            Mailbox(sink, name, max_batch=settings.max_batch, clock=clock, threaded=threaded)
+            Mailbox(
+                sink,
+                name,
+                max_batch=settings.max_batch,
+                clock=clock,
+                threaded=threaded,
+                outbox=Outbox(root, name) if root is not None and getattr(sink, "use_outbox", True) else None,
+            )
             for name, sink in sinks
         ]
         self._base_period = min(settings.interval, MAX_SAMPLE_PERIOD)
@@ -429,10 +438,12 @@ class Reporter:
 
     # -- flush and shutdown ----------------------------------------------------------------------
 
-    def flush(self, timeout: float, *, at_exit: bool = False) -> bool:
+    def flush(self, timeout: float, *, at_exit: bool = False, spool: bool = True) -> bool:
         """Send the newest state of every tracker; True when every mailbox is empty by the deadline.
 
-        Never waits on a sink that is backing off; ``at_exit``, not on one whose last send raised either.
+        Until the deadline failed sends are retried soon, whatever the backoff (``at_exit``, a sink whose
+        last send raised is not waited for). With ``spool``, what is still undelivered at the deadline is
+        also written to the outbox (and stays queued here); False then means "spooled".
         """
         if not self.mailboxes:
             return True
@@ -444,18 +455,30 @@ class Reporter:
                 mailbox.sink_flush(max(deadline - self._clock(), 0.0))
             else:
                 empty = False
+                if spool:
+                    mailbox.spool(keep=True)
         return empty
 
     def shutdown(self, timeout: float, *, at_exit: bool = False) -> bool:
-        """Flush (bounded by ``timeout``), stop the threads and close the sinks. Idempotent."""
-        if self._stopped:
-            return True
+        """Flush (bounded by ``timeout``), stop the threads, close the sinks and spool what is left.
+
+        Idempotent. Returns whether everything was delivered; when not, the rest is in the outbox.
+        """
         deadline = self._clock() + max(timeout, 0.0)
-        delivered = self.flush(timeout, at_exit=at_exit)
-        self._stopped = True
-        self._wake.set()
-        for mailbox in self.mailboxes:
-            mailbox.stop(max(deadline - self._clock(), 0.0))
+        if self._stopped:
+            # Shut down already, or being shut down by a call this one interrupted (a SIGTERM handler
+            # during the exit flush): make sure its work is done before the process goes.
+            waits = [mailbox.wait_empty(deadline, skip_failed=True) for mailbox in self.mailboxes]
+            delivered = all(waits)  # every mailbox waited for, not only up to the first that failed
+        else:
+            delivered = self.flush(timeout, at_exit=at_exit, spool=False)
+            self._stopped = True
+            self._wake.set()
+            for mailbox in self.mailboxes:
+                mailbox.stop(max(deadline - self._clock(), 0.0))
+        if not delivered:
+            for mailbox in self.mailboxes:
+                mailbox.spool(keep=False)
         return delivered
 
     def live_trackers(self) -> list[Tracker]:
@@ -470,7 +493,12 @@ class Reporter:
             "live_trackers": len(self._slots),
             "sample_period": self._sample_period,
             "sinks": {
-                mailbox.name: {**mailbox.stats, "pending": mailbox.pending, "failing": mailbox.failing}
+                mailbox.name: {
+                    **mailbox.stats,
+                    **(mailbox.outbox.stats if mailbox.outbox is not None else {}),
+                    "pending": mailbox.pending,
+                    "failing": mailbox.failing,
+                }
                 for mailbox in self.mailboxes
             },
         }

@@ -1,15 +1,21 @@
-"""Process-wide state: the configuration, the reporter, exit hooks and fork handling.
+"""Process-wide state: the configuration, the reporter, exit and SIGTERM hooks, and fork handling.
 
 Imported on first use (a tracker start or ``configure()``), never by ``import jobprogress``.
 In a forked child everything inherited is set aside untouched (its locks may be held, its
 connections belong to the parent) and a fresh reporter with fresh sinks starts on first use.
+
+At exit (atexit, or multiprocessing's finalizers in its children) and on SIGTERM the reporter is shut
+down within ``exit_timeout``: what is not delivered by then goes to the outbox. SIGTERM's default action
+kills a process without running any Python, so where its handler is still the default one (and
+``handle_sigterm`` is on) a handler is installed that shuts down the same way, then restores the default
+and sends the signal again: the process still ends by SIGTERM, with the same exit status.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,6 +23,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._forklock import ForkSafeLock
+from ._log import logger, warn_once
 from ._reporter import Reporter
 from .config import Settings, resolve_settings
 
@@ -35,23 +42,18 @@ __all__ = [
     "stats",
 ]
 
-logger = logging.getLogger("jobprogress")
-
 _lock = ForkSafeLock(threading.RLock)
 _settings: Settings | None = None
 _reporter: Reporter | None = None
+_closing: Reporter | None = None
+"""The reporter a :func:`shutdown` is working on, for a SIGTERM handler that interrupts it."""
 _payload_drops = 0
 _exit_hooks_pid: int | None = None
-_warned: set[str] = set()
+_sigterm_checked = False
+"""Whether this process has looked at (and if it could, taken over) SIGTERM's handler."""
 # Objects inherited across fork are kept alive, unused, so their finalizers never touch the parent's
 # connections or locks from the child.
 _orphans: list[object] = []
-
-
-def _warn_once(kind: str, text: str, *args: object) -> None:
-    if kind not in _warned:
-        _warned.add(kind)
-        logger.warning(text, *args)
 
 
 def settings() -> Settings:
@@ -90,6 +92,8 @@ def reporter() -> Reporter:
             if _reporter is None:
                 _reporter = _new_reporter(settings())
             current = _reporter
+    if not _sigterm_checked:
+        ensure_sigterm_handler()
     return current
 
 
@@ -100,6 +104,7 @@ def configure(**arguments: Any) -> None:
     new = _new_reporter(resolved)  # validates every sink URL before anything changes
     with _lock:
         old, _settings, _reporter = _reporter, resolved, new
+    ensure_sigterm_handler()
     if old is not None:
         for tracker in old.live_trackers():
             new.register(tracker)
@@ -121,10 +126,16 @@ async def aflush(timeout: float = 5.0) -> bool:
 
 def shutdown(timeout: float = 5.0, *, at_exit: bool = False) -> bool:
     """See :func:`jobprogress.shutdown`."""
-    global _reporter
+    global _reporter, _closing
     with _lock:
         current, _reporter = _reporter, None
-    return True if current is None else current.shutdown(timeout, at_exit=at_exit)
+    if current is None:
+        return True
+    _closing = current
+    try:
+        return current.shutdown(timeout, at_exit=at_exit)
+    finally:
+        _closing = None
 
 
 def stats() -> dict[str, Any]:
@@ -140,7 +151,7 @@ def stats() -> dict[str, Any]:
 def count_payload_drop() -> None:
     global _payload_drops
     _payload_drops += 1
-    _warn_once("payload", "jobprogress: a payload over payload_limit was dropped (on_oversize='drop')")
+    warn_once("payload", "jobprogress: a payload over payload_limit was dropped (on_oversize='drop')")
 
 
 def stored_progress(job_id: str, worker_id: str) -> tuple[int, int] | None:
@@ -153,7 +164,7 @@ def stored_progress(job_id: str, worker_id: str) -> tuple[int, int] | None:
         try:
             stored = read(job_id, worker_id)
         except Exception as exc:
-            _warn_once(
+            warn_once(
                 "resume", "jobprogress: resume could not read the stored progress (%s); starting at 0", exc
             )
             return None
@@ -185,12 +196,78 @@ def ensure_exit_hooks() -> None:
         mp_util.Finalize(None, _at_exit, exitpriority=100)
 
 
+def _terminated() -> None:
+    """Mark this process's running jobs cancelled ("terminated by SIGTERM"), then shut down as at exit.
+
+    The signal may interrupt a shutdown under way (a multiprocessing pool's worker exits on its own
+    and is terminated while its finalizers deliver): that shutdown's reporter is finished here.
+    """
+    global _reporter
+    current = _reporter
+    if current is not None:
+        for tracker in current.live_trackers():
+            try:
+                tracker.cancel("terminated by SIGTERM")
+            except Exception as exc:
+                logger.debug("jobprogress: could not mark %r cancelled: %s", tracker.job_id, exc)
+    else:
+        current = _closing
+    if current is None:
+        return
+    with _lock:
+        if _reporter is current:
+            _reporter = None
+    try:
+        current.shutdown(settings().exit_timeout, at_exit=True)
+    except Exception as exc:  # never a traceback from a signal
+        logger.debug("jobprogress: shutdown on SIGTERM failed: %s", exc)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Deliver or spool within ``exit_timeout``, then end the process by SIGTERM as the default would.
+
+    The shutdown runs on a thread of its own, joined with a bound: the interrupted main thread may hold
+    a lock the shutdown needs, and a signal handler must never hang the process it was sent to stop.
+    """
+    try:
+        timeout = settings().exit_timeout
+        worker = threading.Thread(target=_terminated, name="jobprogress-sigterm", daemon=True)
+        worker.start()
+        worker.join(timeout + 0.5)
+    except BaseException as exc:  # whatever happens, the process must still end
+        logger.debug("jobprogress: delivery on SIGTERM failed: %s", exc)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def ensure_sigterm_handler() -> None:
+    """Install :func:`_on_sigterm` once per process, where SIGTERM still has its default handler.
+
+    A handler the application set (or SIG_IGN) is never replaced. Python lets only the main thread set
+    handlers: called from another thread this does nothing, and the next call from the main thread
+    installs it (``configure()`` and the first tracker start both call it).
+    """
+    global _sigterm_checked
+    if _sigterm_checked or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_checked = True
+    if not settings().handle_sigterm:
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError) as exc:  # no SIGTERM here, or not the main interpreter
+        logger.debug("jobprogress: no SIGTERM handler installed: %s", exc)
+
+
 def _after_fork_in_child() -> None:
-    global _reporter, _exit_hooks_pid
+    global _reporter, _exit_hooks_pid, _sigterm_checked
     if _reporter is not None:
         _orphans.append(_reporter)
         _reporter = None
     _exit_hooks_pid = None
+    _sigterm_checked = False  # an inherited handler of ours stays; one the child set stays too
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

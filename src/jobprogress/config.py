@@ -51,6 +51,11 @@ class Settings:
     """Longest wait for delivery at interpreter or multiprocessing-child exit."""
     max_batch: int = 500
     """Most messages handed to a sink in one ``send``."""
+    outbox: str | None = None
+    """Directory of the on-disk outbox for states not delivered by a deadline; None: the user cache
+    directory (``~/.cache/jobprogress/outbox`` on Linux); ``""``: no outbox."""
+    handle_sigterm: bool = True
+    """Deliver or spool within ``exit_timeout`` on SIGTERM, where its handler is the default one."""
 
     @property
     def resolved_worker_id(self) -> str:
@@ -105,6 +110,26 @@ def _worker_id(name: str, value: Any) -> str | None:
         raise ConfigurationError(str(exc)) from None
 
 
+def _outbox(name: str, value: Any) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or "\x00" in value:
+        raise ConfigurationError(f"{name} must be a directory path, or '' for no outbox, got {value!r}")
+    return value
+
+
+_TRUE: Final = ("1", "true", "yes", "on")
+_FALSE: Final = ("0", "false", "no", "off")
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(f"{name} must be true or false ({', '.join(_TRUE + _FALSE)}), got {value!r}")
+
+
 def _on_oversize(name: str, value: Any) -> OnOversize:
     choices = get_args(OnOversize)
     if value not in choices:
@@ -122,6 +147,8 @@ _CHECKS: Final[dict[str, Callable[[str, Any], Any]]] = {
     "heartbeat_limit": lambda n, v: _int_in(n, v, 256, 65536),
     "exit_timeout": lambda n, v: _positive_float(n, v, allow_zero=True),
     "max_batch": lambda n, v: _int_in(n, v, 1, 1000),
+    "outbox": _outbox,
+    "handle_sigterm": _flag,
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings)}
 

@@ -49,6 +49,8 @@ class FakeClock:
 
 
 class _CaptureSink:
+    use_outbox = False
+
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
 

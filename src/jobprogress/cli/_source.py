@@ -7,11 +7,11 @@ problem, so the commands can print it without a traceback.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
+from jobprogress._log import redact_url
 from jobprogress.errors import JobProgressError
 
 from ._format import ACTIONABLE, sort_jobs
@@ -23,18 +23,12 @@ if TYPE_CHECKING:
 
 __all__ = ["JobSource", "SourceError", "redact_url"]
 
-_PASSWORD = re.compile(r"^(?P<head>[^:/?#]+://[^:/@?#]*:)[^@/?#]*(?P<tail>@)")
 _ACTIONABLE_CAP: Final = 1000
 _SINK_ONLY_SCHEMES = ("http", "https", "stdout", "stderr", "memory")
 
 
 class SourceError(JobProgressError):
     """The jobs could not be read; the message is one line meant for the user."""
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, fit to print in an error message."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -156,6 +150,17 @@ class JobSource:
         """
         try:
             return self._store.job(job_id)
+        except _read_errors() as exc:
+            raise self._error(exc) from None
+
+    def attempts(self, job_id: str) -> list[JobView]:
+        """Every stored attempt of one job, newest first; empty when the store has no such job.
+
+        Raises:
+            SourceError: the query failed.
+        """
+        try:
+            return self._store.attempts(job_id)
         except _read_errors() as exc:
             raise self._error(exc) from None
 

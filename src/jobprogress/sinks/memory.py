@@ -17,6 +17,9 @@ __all__ = ["MemorySink", "jobprogress_register_sinks"]
 class MemorySink:
     """A sink that appends to :attr:`messages`. ``memory://NAME`` sinks with one name share one list."""
 
+    use_outbox = False
+    """Process-local: nothing to spool for another process."""
+
     _shared: dict[str, list[Heartbeat | ProgressUpdate]] = {}
     _shared_lock = ForkSafeLock()
 

@@ -59,6 +59,9 @@ def format_human(message: Heartbeat | ProgressUpdate) -> str:
 class StreamSink:
     """Writes messages to the process's current ``sys.stdout`` or ``sys.stderr``."""
 
+    use_outbox = False
+    """A stream of this process: replaying its lines in another process would mean nothing."""
+
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.stream_name = parts.scheme.lower()
