@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 import jobprogress as jp
-from _store_support import envelope, heartbeat, update
+from _store_support import (
+    StoreTarget,
+    backend_params,
+    envelope,
+    heartbeat,
+    store_target_fixture,  # noqa: F401  (the store_target fixture)
+    stored_rows,
+    update,
+)
 from jobprogress._mailbox import Mailbox
 from jobprogress._outbox import Outbox, outbox_root, outboxes, sink_digest
 from jobprogress.envelope import Heartbeat, ProgressUpdate, parse_messages
@@ -61,7 +69,7 @@ def test_load_keeps_the_newest_state_per_job_across_files(tmp_path: Path) -> Non
     assert states[("other", "w1")][0].seq == 6
 
 
-def test_corrupt_file_is_moved_aside_with_one_warning(
+def test_row39_corrupt_file_is_moved_aside_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     outbox = Outbox(tmp_path, URL)
@@ -83,7 +91,7 @@ def test_corrupt_file_is_moved_aside_with_one_warning(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) <= 1  # once per process
 
 
-def test_unwritable_outbox_warns_once_and_raises_nothing(
+def test_row39_unwritable_outbox_warns_once_and_raises_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocker = tmp_path / "a-file"
@@ -210,7 +218,7 @@ print(delivered)
 """
 
 
-def test_two_replayers_at_once_deliver_every_entry_never_losing_one(tmp_path: Path) -> None:
+def test_row39_two_replayers_at_once_deliver_every_entry_never_losing_one(tmp_path: Path) -> None:
     root = tmp_path / "root"
     outbox = Outbox(root, URL)
     for batch in range(10):
@@ -234,3 +242,31 @@ def test_two_replayers_at_once_deliver_every_entry_never_losing_one(tmp_path: Pa
     ]
     assert {job for job, _ in delivered} == {f"j-{b}-{i}" for b in range(10) for i in range(20)}
     assert outbox.files() == []
+
+
+@pytest.mark.parametrize("store_target", backend_params("sqlite", "postgres"), indirect=True)
+def test_row39_replay_older_than_the_stored_row_changes_nothing(
+    store_target: StoreTarget, tmp_path: Path
+) -> None:
+    from jobprogress.store import StoreWriter
+
+    with StoreWriter(store_target.url) as writer:
+        writer.write([heartbeat(20, "succeeded", progress=envelope(10))])
+        Outbox(tmp_path, store_target.url).spool(keyed(state(5, done=3)))  # an older state, left behind
+        mailbox = Mailbox(
+            writer_sink(writer),
+            store_target.url,
+            max_batch=10,
+            threaded=False,
+            outbox=Outbox(tmp_path, store_target.url),
+        )
+        assert mailbox.wait_empty(0.0)
+    (row,) = stored_rows(store_target)
+    assert (row["status"], row["done"], row["seq"]) == ("succeeded", 10, 20)
+    assert Outbox(tmp_path, store_target.url).files() == []
+
+
+def writer_sink(writer: object) -> ListSink:
+    sink = ListSink()
+    sink.send = writer.write  # type: ignore[attr-defined,method-assign]
+    return sink

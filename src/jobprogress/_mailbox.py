@@ -313,6 +313,32 @@ class Mailbox:
                 self._inflight_batch = {}
         return path is not None
 
+    @property
+    def replay_due(self) -> bool:
+        """States of earlier processes wait in this sink's outbox."""
+        return self._replay_at != float("inf")
+
+    def replay_now(self, deadline: float, sleep: Callable[[float], object] = time.sleep) -> bool:
+        """Deliver this sink's outbox on the calling thread, retrying soon until ``deadline``.
+
+        For ``jobprogress outbox deliver`` and the collector's start-up. Returns True when nothing of
+        earlier processes is left for this sink.
+        """
+        self._flush_deadline = deadline
+        self._attempt = 0
+        if self.outbox is not None and self.outbox.files():
+            self._replay_at = min(self._replay_at, self._clock())
+        while self.replay_due:
+            now = self._clock()
+            due = max(self._replay_at, self._retry_at)
+            if due > deadline:
+                return False
+            if due > now:
+                sleep(due - now)
+                continue
+            self._replay()
+        return True
+
     def _replay(self) -> None:
         """Deliver what earlier processes left in this sink's outbox (on the sender thread)."""
         outbox = self.outbox

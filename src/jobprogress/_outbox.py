@@ -205,6 +205,30 @@ class Outbox:
         finally:
             lock.release()
 
+    def summary(self) -> dict[str, object]:
+        """What waits for this sink: ``sink`` (password hidden), ``directory``, ``files``, ``bytes``,
+        ``states`` (one per job and worker), ``finals`` and ``oldest`` (the oldest file's time, UTC ISO)."""
+        from datetime import datetime, timezone
+
+        files = self.files()
+        stamps = []
+        size = 0
+        for path in files:
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                size += info.st_size
+                stamps.append(info.st_mtime)
+        _, states = self.load()
+        return {
+            "sink": redact_url(self.url),
+            "directory": str(self.directory),
+            "files": len(files),
+            "bytes": size,
+            "states": len(states),
+            "finals": sum(_final(messages) for messages in states.values()),
+            "oldest": datetime.fromtimestamp(min(stamps), timezone.utc).isoformat() if stamps else None,
+        }
+
     # -- spooling --------------------------------------------------------------------------------
 
     def spool(self, states: Mapping[Key, Sequence[Message]]) -> Path | None:

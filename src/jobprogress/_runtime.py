@@ -28,12 +28,15 @@ from ._reporter import Reporter
 from .config import Settings, resolve_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .sinks import AnySink
 
 __all__ = [
     "aflush",
     "configure",
     "count_payload_drop",
+    "deliver_outbox",
     "ensure_exit_hooks",
     "flush",
     "reporter",
@@ -170,6 +173,30 @@ def stored_progress(job_id: str, worker_id: str) -> tuple[int, int] | None:
             return None
         return None if stored is None else (int(stored[0]), int(stored[1]))
     return None
+
+
+def deliver_outbox(url: str, root: Path, timeout: float) -> tuple[bool, int]:
+    """Deliver what earlier processes left in the outbox of sink ``url`` under ``root``, now.
+
+    Opens the sink afresh (as a worker configuring it would), retries failed sends soon until ``timeout``
+    and closes the sink. Returns whether nothing is left, and how many states were delivered.
+
+    Raises:
+        ConfigurationError: the URL is not a usable sink here (unknown scheme, missing extra).
+    """
+    import time
+
+    from ._mailbox import Mailbox
+    from ._outbox import Outbox
+    from ._plugins import create_sink
+
+    outbox = Outbox(root, url)
+    mailbox = Mailbox(create_sink(url), url, max_batch=settings().max_batch, threaded=False, outbox=outbox)
+    try:
+        done = mailbox.replay_now(time.monotonic() + max(timeout, 0.0))
+    finally:
+        mailbox.stop(1.0)
+    return done, outbox.stats["replayed"]
 
 
 def _at_exit() -> None:

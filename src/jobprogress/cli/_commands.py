@@ -1,4 +1,4 @@
-"""The click commands behind ``jobprogress``: jobs, show, watch, serve, demo."""
+"""The click commands behind ``jobprogress``: jobs, show, watch, serve, demo, and outbox (``_outbox``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 
 from ._format import parse_states, summary_line
+from ._outbox import outbox
 from ._render import job_detail, jobs_table
 from ._safe import scrub
 from ._source import JobSource, SourceError
@@ -232,6 +233,9 @@ def watch(
             return f"newest {page} and every actionable job shown (--all for all)" if truncated else ""
 
         JobsApp(fetch, source_name=source.display_url, interval=interval, banner=banner).run()
+
+
+cli.add_command(outbox)
 
 
 @cli.command()

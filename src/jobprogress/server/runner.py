@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode
 
+from jobprogress._log import redact_url
 from jobprogress.errors import ConfigurationError, MissingExtraError
 
 __all__ = [
@@ -95,6 +97,44 @@ class RedactQueryCredentials(logging.Filter):
         return True
 
 
+def _with_prefix(db_url: str, table_prefix: str) -> str:
+    return f"{db_url}{'&' if '?' in db_url else '?'}table_prefix={table_prefix}"
+
+
+OUTBOX_REPLAY_TIMEOUT = 300.0
+"""Seconds the collector keeps retrying the outbox of its own database at start-up."""
+
+
+def _replay_outbox_in_background(sink_url: str) -> None:
+    """Deliver what workers on this host spooled for this database (the same sink URL), off the main thread.
+
+    A worker that wrote to the database directly and could not reach it before it ended left its
+    states in the outbox; the collector owns the database, so it delivers them as a worker would.
+    """
+    from jobprogress import _runtime
+    from jobprogress._outbox import Outbox, outbox_root
+
+    root = outbox_root(_runtime.settings().outbox)
+    if root is None or not Outbox(root, sink_url).files():
+        return
+
+    def run() -> None:
+        try:
+            done, delivered = _runtime.deliver_outbox(sink_url, root, OUTBOX_REPLAY_TIMEOUT)
+        except Exception as exc:
+            logger.warning("jobprogress: could not deliver the outbox of %s: %s", redact_url(sink_url), exc)
+            return
+        if delivered or not done:
+            logger.info(
+                "jobprogress: delivered %d state(s) from the outbox of %s%s",
+                delivered,
+                redact_url(sink_url),
+                "" if done else "; the rest stays there",
+            )
+
+    threading.Thread(target=run, name="jobprogress-outbox-replay", daemon=True).start()
+
+
 def serve(
     db_url: str,
     host: str = "127.0.0.1",
@@ -168,6 +208,7 @@ def serve(
             "proxy in front, or pass a certificate",
             host,
         )
+    _replay_outbox_in_background(db_url if table_prefix == "cf_" else _with_prefix(db_url, table_prefix))
     uvicorn.run(
         app,
         host=host,
