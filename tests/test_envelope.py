@@ -77,6 +77,7 @@ def test_trusted_construction_equals_validation() -> None:
             "error": None,
             "progress": progress,
             "updated_at": NOW,
+            "resume": False,
         },
     )
     validated = parse_message(json.loads(dump_message(beat)))
@@ -96,6 +97,24 @@ def test_unknown_fields_are_ignored_and_versions_accepted() -> None:
     message = parse_message(heartbeat(v=2, colour="blue", progress=envelope(flavour="x")))
     assert message.v == 2
     assert not hasattr(message, "colour")
+
+
+def test_resume_is_optional_and_only_in_the_json_when_set() -> None:
+    old = parse_message(heartbeat())  # a v1 heartbeat from before the field existed
+    assert isinstance(old, Heartbeat)
+    assert old.resume is False
+    text = dump_message(old)
+    assert "resume" not in text  # the usual heartbeat keeps its size and its old JSON form
+    assert parse_message(text) == old
+    resumed = parse_message(heartbeat(resume=True, colour="blue"))
+    assert isinstance(resumed, Heartbeat)
+    assert resumed.resume is True
+    text = dump_message(resumed)
+    assert text.endswith(',"resume":true}')
+    assert len(text) - len(dump_message(old)) == len(',"resume":true')
+    assert parse_message(text) == resumed
+    with pytest.raises(ValidationError, match="resume"):
+        parse_message(heartbeat(resume="perhaps"))
 
 
 def test_old_heartbeat_without_progress_parses() -> None:

@@ -324,6 +324,7 @@ class Reporter:
                 "error": tracker._error,
                 "progress": progress,
                 "updated_at": stamp,
+                "resume": tracker._resume,
             },
         )
 

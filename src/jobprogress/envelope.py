@@ -2,8 +2,9 @@
 
 One vocabulary from worker to sink to collector to database: a :class:`Heartbeat` (status, liveness,
 and the envelope when the whole message stays within ``heartbeat_limit``) and a :class:`ProgressUpdate`
-(the envelope alone, when it did not fit). Both are versioned with ``"v": 1``; unknown fields are
-ignored on read and an unknown unit string from a newer writer is kept, so old readers keep working.
+(the envelope alone, when it did not fit). Both are versioned with ``"v": 1``; fields added since
+(a heartbeat's ``resume``) are optional, unknown fields are ignored on read and an unknown unit string
+from a newer writer is kept, so old readers keep working.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -181,6 +182,9 @@ class Heartbeat(_Message):
     error: Text = None
     progress: JobProgressEnvelope | None = None
     updated_at: UtcDatetime
+    resume: bool = False
+    """The run continues the job's current attempt (``track(..., resume=True)``) rather than starting a
+    new one once the previous attempt has ended. Left out of the JSON form when False."""
 
 
 class ProgressUpdate(_Message):
@@ -219,6 +223,8 @@ def parse_messages(data: str | bytes | list[Any]) -> list[Heartbeat | ProgressUp
 # so a child never inherits them held (it would hang at its first dump).
 _dump_gate = ForkGate()
 
+_NOT_RESUMED: Final = {"resume"}
+
 
 def dump_message(message: Heartbeat | ProgressUpdate) -> str:
     """The one JSON form of a message: a single line, as stdout, HTTP and captures carry it.
@@ -226,6 +232,10 @@ def dump_message(message: Heartbeat | ProgressUpdate) -> str:
     Safe to call from a thread while another thread forks.
     """
     with _dump_gate:
+        if message.type == "heartbeat" and not message.resume:
+            # The usual heartbeat keeps the JSON form it had before ``resume`` existed: smaller, and
+            # byte for byte what older collectors and captures expect.
+            return message.model_dump_json(exclude=_NOT_RESUMED)
         return message.model_dump_json()
 
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 from jobprogress.envelope import trusted
 from jobprogress.store.views import JobView, WorkerView
 
-__all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "gc_paused"]
+__all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "fold_attempts", "gc_paused"]
 
 _UTC = timezone.utc
 _fromtimestamp = datetime.fromtimestamp
@@ -27,6 +27,7 @@ _loads = json.loads
 WORKER_COLUMNS: Final = (
     "job_id", "worker_id", "kind", "status", "unit", "done", "total", "throughput", "eta_seconds",
     "payload_json", "error", "run_id", "seq", "started_at", "updated_at", "progressed_at", "seen_at",
+    "attempt",
 )  # fmt: skip
 
 
@@ -73,7 +74,7 @@ def _worker(row: Sequence[Any]) -> WorkerView:
     (
         _job_id, worker_id, kind, status, unit, done, total, throughput, eta_seconds,
         payload_json, error, run_id, seq, started_at, updated_at, progressed_at, seen_at,
-        worker_lost, worker_stalled,
+        attempt, worker_lost, worker_stalled,
     ) = row  # fmt: skip
     seen = _time(seen_at)
     progressed = _stamp(progressed_at, seen_at, seen)
@@ -98,12 +99,14 @@ def _worker(row: Sequence[Any]) -> WorkerView:
             "started_at": _stamp(started_at, progressed_at, progressed),
             "progressed_at": progressed,
             "seen_at": seen,
+            "attempt": attempt,
         },
     )
 
 
 _SEEN_AT: Final = WORKER_COLUMNS.index("seen_at")
 _WORKER_ID: Final = WORKER_COLUMNS.index("worker_id")
+_ATTEMPT: Final = WORKER_COLUMNS.index("attempt")
 
 
 ViewCache = dict[str, tuple[list[Sequence[Any]], JobView]]
@@ -149,6 +152,17 @@ def fold(rows: Sequence[Sequence[Any]], cache: ViewCache | None = None) -> tuple
     return views, fresh
 
 
+def fold_attempts(rows: Sequence[Sequence[Any]]) -> list[JobView]:
+    """One job's rows of every attempt, folded into a view per attempt, newest attempt first."""
+    attempts: dict[int, list[Sequence[Any]]] = {}
+    for row in rows:
+        attempts.setdefault(row[_ATTEMPT], []).append(row)
+    return [
+        aggregate(group[0][0], [_worker(row) for row in sorted(group, key=_by_worker)])
+        for _, group in sorted(attempts.items(), reverse=True)
+    ]
+
+
 def _by_worker(row: Sequence[Any]) -> str:
     return str(row[_WORKER_ID])
 
@@ -183,6 +197,7 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
     payload_latest: WorkerView | None = None
     kind: str | None = None
     updated_at: datetime | None = None
+    attempt = 1
     for worker in workers:
         worker_unit = worker.unit
         if worker_unit is not None:
@@ -225,6 +240,8 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             kind = worker.kind
         if worker.updated_at is not None and (updated_at is None or worker.updated_at > updated_at):
             updated_at = worker.updated_at
+        if worker.attempt > attempt:
+            attempt = worker.attempt
     throughput: float | None = None
     eta: int | None = None
     if mixed_units:
@@ -268,5 +285,6 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             "error": None if failed_latest is None else failed_latest.error,
             "payload": None if payload_latest is None else payload_latest.payload,
             "workers": workers,
+            "attempt": attempt,
         },
     )

@@ -2,9 +2,11 @@
 
 :meth:`ProgressStore.jobs` is one statement: a grouped query picks the page of jobs (state, liveness
 and ordering are decided in SQL, so filters and ``limit`` agree), joined back to the rows of exactly
-those jobs; the whole, unfiltered list needs no grouping and reads the rows directly. The store's clock
-is read once per call, so every row is judged against the same instant. :mod:`._aggregate` then folds
-each job's rows into a :class:`~jobprogress.store.views.JobView` by the rules of DESIGN §6.
+those jobs; the whole, unfiltered list needs no grouping and reads the rows directly. Either way only
+the rows of each job's newest attempt take part (:meth:`ProgressStore.attempts` reads the others).
+The store's clock is read once per call, so every row is judged against the same instant.
+:mod:`._aggregate` then folds each job's rows into a :class:`~jobprogress.store.views.JobView` by the
+rules of DESIGN §6.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._validate import MAX_COUNT
 from jobprogress.errors import ConfigurationError, StoreError
-from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, gc_paused
+from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, gc_paused
 from jobprogress.store._engine import (
     EngineKey,
     EngineSettings,
@@ -32,7 +34,7 @@ from jobprogress.store._engine import (
     release_engine,
     require_driver,
 )
-from jobprogress.store.schema import check_version, read_schema_version, tables_for
+from jobprogress.store.schema import ATTEMPTS_VERSION, check_version, read_schema_version, tables_for
 from jobprogress.store.views import JOB_STATUSES, JobView
 
 if TYPE_CHECKING:
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from jobprogress.store.writer import Clock
 
 __all__ = ["STATUS_FILTERS", "ProgressStore"]
+
+_ATTEMPT_PREFIX: Final = 1_000_000_000
+"""Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
 
 STATUS_FILTERS: Final = (*JOB_STATUSES, "stalled", "lost")
 """What ``jobs(status=...)`` accepts: a job's state, the word a Jobs view shows for it."""
@@ -107,6 +112,7 @@ class ProgressStore:
         self._lease: tuple[EngineKey, Engine] | None = None
         self._lock = threading.Lock()
         self._version_checked = False
+        self._has_attempts = False
         self._closed = False
         self._views: ViewCache = {}
 
@@ -156,27 +162,50 @@ class ProgressStore:
             )
         if statuses == [] or kinds == [] or limit == 0:
             return []
-        statement = self._statement(
-            job_id=None,
-            statuses=statuses,
-            kinds=kinds,
-            active_within=active_within,
-            limit=limit,
-            offset=offset,
+        return self._run(
+            lambda attempts: self._statement(
+                attempts,
+                job_id=None,
+                statuses=statuses,
+                kinds=kinds,
+                active_within=active_within,
+                limit=limit,
+                offset=offset,
+            )
         )
-        return self._run(statement)
 
     def job(self, job_id: str) -> JobView | None:
-        """One job with its per-worker rows, or None when the store holds no row of it.
+        """One job, its newest attempt's aggregate and workers, or None when the store holds no row of it.
 
         Raises:
             StoreError: the store could not be read.
         """
-        statement = self._statement(
-            job_id=job_id, statuses=None, kinds=None, active_within=None, limit=None, offset=0
+        views = self._run(
+            lambda attempts: self._statement(
+                attempts, job_id=job_id, statuses=None, kinds=None, active_within=None, limit=None, offset=0
+            )
         )
-        views = self._run(statement)
         return views[0] if views else None
+
+    def attempts(self, job_id: str) -> list[JobView]:
+        """Every stored attempt of one job, newest first: one view each, aggregated over its workers.
+
+        The first is what :meth:`job` returns. An attempt keeps only the rows no later run replaced: a
+        worker that ran in attempts 1 and 2 under one worker id shows in attempt 2 alone (the history
+        table, when enabled, keeps every message with its attempt).
+
+        Returns:
+            The views, empty when the store holds no row of the job.
+
+        Raises:
+            StoreError: the store could not be read.
+        """
+        from sqlalchemy import select
+
+        def statement(attempts: bool) -> Select[Any]:
+            return select(*self._worker_columns(attempts)).where(self._tables.progress.c.job_id == job_id)
+
+        return self._run(statement, by_attempt=True)
 
     def close(self) -> None:
         """Release this store's hold on the shared engine; idempotent."""
@@ -201,8 +230,30 @@ class ProgressStore:
         # is judged against the same instant, and the database need not evaluate a clock per row.
         return bindparam("store_now", type_=Float())
 
+    def _attempt(self, attempts: bool) -> ColumnElement[int]:
+        """The ``attempt`` column, or 1 on tables of schema version 1 that no writer migrated yet."""
+        from sqlalchemy import Integer, literal
+
+        return self._tables.progress.c.attempt if attempts else literal(1, Integer())
+
+    def _worker_columns(self, attempts: bool) -> tuple[ColumnElement[Any], ...]:
+        from sqlalchemy import Float, and_, bindparam, case
+
+        table = self._tables.progress
+        cutoff = bindparam("cutoff", type_=Float())
+        running = table.c.status == "running"
+        worker_lost = and_(running, table.c.seen_at < cutoff)
+        worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
+        return (
+            *(table.c[name] for name in WORKER_COLUMNS[:-1]),
+            self._attempt(attempts).label("attempt"),
+            case((worker_lost, 1), else_=0).label("worker_lost"),
+            case((worker_stalled, 1), else_=0).label("worker_stalled"),
+        )
+
     def _statement(
         self,
+        attempts: bool,
         *,
         job_id: str | None,
         statuses: list[str] | None,
@@ -211,37 +262,52 @@ class ProgressStore:
         limit: int | None,
         offset: int,
     ) -> Select[Any]:
-        from sqlalchemy import Float, and_, bindparam, case, func, literal, select
+        from sqlalchemy import Float, String, and_, bindparam, case, cast, func, literal, select
 
         table = self._tables.progress
         cutoff = bindparam("cutoff", type_=Float())
         running = table.c.status == "running"
         worker_lost = and_(running, table.c.seen_at < cutoff)
         worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
-
-        worker_columns = (
-            *(table.c[name] for name in WORKER_COLUMNS),
-            case((worker_lost, 1), else_=0).label("worker_lost"),
-            case((worker_stalled, 1), else_=0).label("worker_stalled"),
-        )
+        worker_columns = self._worker_columns(attempts)
+        attempt = self._attempt(attempts)
         if (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0):
-            # The whole list needs no grouping in SQL: every row is returned, and _fold derives each
-            # job's status and order from its rows by the rules the page query applies.
-            return select(*worker_columns)
+            # The whole list needs no grouping in SQL: every row of a newest attempt is returned, and
+            # _fold derives each job's status and order from its rows by the rules the page query
+            # applies. The rows of a job are adjacent in the primary key: one ordered pass finds its
+            # newest attempt.
+            newest_attempts = (
+                select(table.c.job_id, func.max(attempt).label("attempt")).group_by(table.c.job_id).subquery()
+            )
+            return select(*worker_columns).join_from(
+                newest_attempts,
+                table,
+                and_(table.c.job_id == newest_attempts.c.job_id, attempt == newest_attempts.c.attempt),
+            )
 
-        def count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-            return func.sum(case((condition, 1), else_=0))
+        # One grouped pass, over every attempt's rows. Only the newest attempt counts, and its number
+        # is known only at the end of the group, so "some row of the newest attempt is X" is asked
+        # as MAX(attempt of the rows that are X) = MAX(attempt): no join, no second pass.
+        def newest_with(condition: ColumnElement[bool]) -> ColumnElement[int]:
+            return func.coalesce(func.max(case((condition, attempt), else_=None)), 0)
 
-        grouped = select(
+        columns: list[ColumnElement[Any]] = [
             table.c.job_id,
-            count(table.c.status == "failed").label("n_failed"),
-            count(running).label("n_running"),
-            count(table.c.status == "cancelled").label("n_cancelled"),
-            count(worker_lost).label("n_lost"),
-            count(worker_stalled).label("n_stalled"),
-            func.max(table.c.kind).label("kind"),
+            func.max(attempt).label("attempt"),
+            newest_with(table.c.status == "failed").label("failed"),
+            newest_with(running).label("running"),
+            newest_with(table.c.status == "cancelled").label("cancelled"),
+            newest_with(and_(running, ~worker_lost)).label("alive"),
+            newest_with(worker_stalled).label("stalled"),
+            newest_with(and_(running, ~worker_lost, ~worker_stalled)).label("progressing"),
             func.max(table.c.seen_at).label("last_seen"),
-        ).group_by(table.c.job_id)
+        ]
+        if kinds is not None:
+            # The job's kind is the greatest of its newest attempt's kinds: rank kinds by attempt
+            # first (a fixed-width prefix), keep the greatest, and check that it is of the newest.
+            ranked = cast(attempt + _ATTEMPT_PREFIX, String()) + table.c.kind
+            columns.append(func.max(ranked).label("ranked_kind"))
+        grouped = select(*columns).group_by(table.c.job_id)
         if job_id is not None:
             grouped = grouped.where(table.c.job_id == job_id)
         if active_within is not None:
@@ -252,29 +318,37 @@ class ProgressStore:
                 )
             )
         jobs = grouped.subquery("jobs")
+        newest = jobs.c.attempt
+
+        def of_newest(column: ColumnElement[int]) -> ColumnElement[bool]:
+            return column == newest
+
+        any_failed, any_running = of_newest(jobs.c.failed), of_newest(jobs.c.running)
         status = case(
-            (jobs.c.n_failed > 0, "failed"),
-            (jobs.c.n_running > 0, "running"),
-            (jobs.c.n_cancelled > 0, "cancelled"),
+            (any_failed, "failed"),
+            (any_running, "running"),
+            (of_newest(jobs.c.cancelled), "cancelled"),
             else_="succeeded",
         )
-        job_lost = and_(jobs.c.n_running > 0, jobs.c.n_lost == jobs.c.n_running)
-        job_stalled = and_(
-            jobs.c.n_running > 0,
-            jobs.c.n_stalled > 0,
-            jobs.c.n_lost + jobs.c.n_stalled == jobs.c.n_running,
-        )
+        # Lost: every running worker is lost (none alive). Stalled: one is, and the others are lost.
+        job_lost = and_(any_running, ~of_newest(jobs.c.alive))
+        job_stalled = and_(any_running, of_newest(jobs.c.stalled), ~of_newest(jobs.c.progressing))
         state = case(
-            (jobs.c.n_failed > 0, "failed"),
+            (any_failed, "failed"),
             (job_lost, "lost"),
             (job_stalled, "stalled"),
             else_=status,
         )
-        page = select(jobs.c.job_id)
+        page = select(jobs.c.job_id, jobs.c.attempt)
         if statuses is not None:
             page = page.where(state.in_(statuses))
         if kinds is not None:
-            page = page.where(jobs.c.kind.in_(kinds))
+            prefix = cast(newest + _ATTEMPT_PREFIX, String())
+            width = len(str(_ATTEMPT_PREFIX))
+            page = page.where(
+                func.substr(jobs.c.ranked_kind, 1, width) == prefix,
+                func.substr(jobs.c.ranked_kind, width + 1).in_(kinds),
+            )
         page = page.order_by(jobs.c.last_seen.desc(), jobs.c.job_id)
         if limit is not None:
             page = page.limit(limit)
@@ -283,7 +357,9 @@ class ProgressStore:
         chosen = page.subquery("page")
         # No ORDER BY here: sorting the wide joined rows costs more than the query itself. _fold
         # orders the jobs (by the same key) and each job's workers in Python.
-        return select(*worker_columns).join_from(chosen, table, table.c.job_id == chosen.c.job_id)
+        return select(*worker_columns).join_from(
+            chosen, table, and_(table.c.job_id == chosen.c.job_id, attempt == chosen.c.attempt)
+        )
 
     def _engine(self) -> Engine:
         if self._closed:
@@ -308,7 +384,9 @@ class ProgressStore:
             if path is not None and not os.path.exists(path):
                 raise StoreError(f"DuckDB database {path!r} does not exist")
 
-    def _run(self, statement: Select[Any]) -> list[JobView]:
+    def _run(
+        self, statement_for: Callable[[bool], Select[Any]], *, by_attempt: bool = False
+    ) -> list[JobView]:
         from sqlalchemy import inspect, select
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -318,8 +396,14 @@ class ProgressStore:
                 if not self._version_checked:
                     if not self._tables_exist(connection):
                         return []  # nothing written yet: no jobs
-                    check_version(read_schema_version(connection, self._tables), self._tables.progress.name)
                     self._version_checked = True
+                if not self._has_attempts:
+                    # Tables of schema version 1 get the column from the first writer of this release;
+                    # until then every row is attempt 1.
+                    version = read_schema_version(connection, self._tables)
+                    check_version(version, self._tables.progress.name)
+                    self._has_attempts = version is None or version >= ATTEMPTS_VERSION
+                statement = statement_for(self._has_attempts)
                 if self._clock is not None:
                     now = float(self._clock())
                 else:
@@ -329,6 +413,8 @@ class ProgressStore:
                     # The rows are kept only as the next call's cache; unchanged jobs reuse their views.
                     # Plain tuples: comparing them with the cache runs in C, unlike Row.__eq__.
                     rows = list(map(tuple, connection.execute(statement, params)))
+                    if by_attempt:
+                        return fold_attempts(rows)
                     views, self._views = fold(rows, self._views)
                     return views
         except DBAPIError as exc:

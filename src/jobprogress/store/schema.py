@@ -23,7 +23,7 @@ from jobprogress._forklock import ForkSafeLock
 from jobprogress.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
-    from sqlalchemy import MetaData, Table
+    from sqlalchemy import Column, MetaData, Table
     from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.schema import SchemaItem
     from sqlalchemy.sql.compiler import DDLCompiler
@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "StoreTables", "create_schema", "read_schema_version", "tables_for"]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the tables this release writes; a store written by a newer release is refused."""
+SCHEMA_VERSION: Final = 2
+"""Version of the tables this release writes; a store written by a newer release is refused.
+
+Version 2 added the ``attempt`` column to the progress and history tables."""
+
+ATTEMPTS_VERSION: Final = 2
+"""The first schema version whose tables have the ``attempt`` column."""
 
 SCHEMA_COMPONENT: Final = "job_progress"
 
@@ -100,6 +105,18 @@ def _not_duckdb(
     return dialect.name != "duckdb"
 
 
+def _attempt_column() -> Column[int]:
+    from sqlalchemy import Column, Integer, text
+
+    return Column(
+        "attempt",
+        Integer,
+        nullable=False,
+        server_default=text("1"),
+        comment="attempt of the job this row's run belongs to (1, 2, …)",
+    )
+
+
 def _define(prefix: str) -> StoreTables:
     from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
@@ -123,6 +140,7 @@ def _define(prefix: str) -> StoreTables:
         Column("payload_json", Text, nullable=True),
         Column("error", Text, nullable=True),
         Column("run_id", String(ID_LENGTH), nullable=False),
+        _attempt_column(),
         Column("seq", BigInteger, nullable=False, comment="highest seq applied"),
         Column("status_seq", BigInteger, nullable=False, comment="seq of the applied status; -1 if none"),
         Column("progress_seq", BigInteger, nullable=False, comment="seq of the applied envelope; -1 if none"),
@@ -151,6 +169,7 @@ def _define(prefix: str) -> StoreTables:
         Column("seq", BigInteger, primary_key=True),
         Column("type", String(16), nullable=False),
         Column("run_id", String(ID_LENGTH), nullable=False),
+        _attempt_column(),
         Column("kind", Text, nullable=True),
         Column("status", String(16), nullable=True),
         Column("unit", String(64), nullable=True),
@@ -197,9 +216,46 @@ def check_version(version: int | None, url_text: str) -> None:
 
 Migration = Callable[["Connection", StoreTables], None]
 
-# Migrations from version N to N+1, run in order inside the creating transaction; the first release
-# (version 1) has none. A release that changes the tables adds MIGRATIONS[1] and bumps SCHEMA_VERSION.
-MIGRATIONS: dict[int, Migration] = {}
+
+def _add_attempt(connection: Connection, tables: StoreTables) -> None:
+    """Version 1 to 2: the ``attempt`` column, 1 for every row stored before attempts were counted.
+
+    Runs inside the creating transaction, under the lock that serializes creators, so only one of
+    several racing processes adds the column; a column that is already there (added by hand, say) is
+    left alone.
+    """
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(connection)
+    dialect = connection.dialect.name
+    for table in (tables.progress, tables.history):
+        if not inspector.has_table(table.name):
+            continue  # whoever creates it later creates it with the column
+        if dialect == "sqlite":
+            present = any(column["name"] == "attempt" for column in inspector.get_columns(table.name))
+        elif dialect == "duckdb":  # duckdb-engine's get_columns needs Postgres catalogs DuckDB lacks
+            present = bool(
+                connection.execute(
+                    text(
+                        "SELECT count(*) FROM information_schema.columns "
+                        "WHERE table_name = :table AND column_name = 'attempt'"
+                    ),
+                    {"table": table.name},
+                ).scalar_one()
+            )
+        else:
+            present = False  # Postgres skips an existing column itself (IF NOT EXISTS)
+        if present:
+            continue
+        name = connection.dialect.identifier_preparer.quote(table.name)
+        if_missing = "IF NOT EXISTS " if dialect == "postgresql" else ""
+        connection.execute(
+            text(f"ALTER TABLE {name} ADD COLUMN {if_missing}attempt INTEGER NOT NULL DEFAULT 1")
+        )
+
+
+# Migrations from version N to N+1, run in order inside the creating transaction.
+MIGRATIONS: dict[int, Migration] = {1: _add_attempt}
 
 
 def migrate(connection: Connection, tables: StoreTables, version: int) -> None:
@@ -228,6 +284,8 @@ def _is_already_exists(exc: BaseException) -> bool:
         "already exists" in text
         or "duplicate key" in text
         or "unique constraint" in text
+        or "duplicate column" in text  # SQLite, when another process added ``attempt`` first
+        or "write-write conflict" in text  # DuckDB, when another thread of the process migrated first
         or "pg_type_typname_nsp_index" in text
     )
 

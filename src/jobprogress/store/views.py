@@ -9,6 +9,8 @@ Liveness is judged on the store's clock and applies to running workers only: ``l
 all its running workers are lost, and ``stalled`` when all are stalled or lost and at least one is
 stalled. Job-level ``kind`` is the workers' kind, ``error`` the most recently failed worker's,
 ``payload`` the most recently updated worker's.
+
+A view covers one attempt of its job: the rows whose run belongs to it (see the user guide, "Attempts").
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class WorkerView(BaseModel):
     """Store clock: last change of done, total or status."""
     seen_at: datetime | None
     """Store clock: last message received."""
+    attempt: int = 1
+    """The attempt of the job this worker's run belongs to (1, 2, …)."""
 
 
 class JobView(BaseModel):
@@ -72,6 +76,9 @@ class JobView(BaseModel):
     error: str | None
     payload: dict[str, Any] | None
     workers: list[WorkerView]
+    attempt: int = 1
+    """The attempt these workers and sums are of: the job's newest (:meth:`ProgressStore.attempts`
+    reads the older ones)."""
 
     @property
     def state(self) -> str:

@@ -6,7 +6,8 @@ envelope) only when it beats ``progress_seq``. So duplicates and stale deliverie
 heartbeat without an envelope never nulls stored progress, and a final state split into a heartbeat
 and a progress update lands in either order. The store's clock stamps ``seen_at`` on every accepted
 message and ``progressed_at`` when done, total, status or the run change: liveness never depends on
-a worker's clock.
+a worker's clock. A row that takes a new run also takes that run's ``attempt``, decided in the same
+transaction by :mod:`._attempts`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from jobprogress.envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
 from jobprogress.errors import StoreError
 
+from ._attempts import AttemptPlanner, RunCache
 from ._engine import (
     WAL_CAP_BYTES,
     EngineKey,
@@ -91,6 +93,7 @@ def message_row(message: Heartbeat | ProgressUpdate) -> dict[str, Any]:
             kind=message.kind,
             error=message.error,
             updated_at=message.updated_at.timestamp(),
+            resume=message.resume,
         )
         envelope = message.progress
     else:
@@ -101,6 +104,7 @@ def message_row(message: Heartbeat | ProgressUpdate) -> dict[str, Any]:
             kind=None,
             error=None,
             updated_at=message.progress.updated_at.timestamp(),
+            resume=False,
         )
         envelope = message.progress
     if envelope is None:
@@ -196,6 +200,8 @@ class StoreWriter:
         self._schema_ready = threading.Event()
         self._closed = False
         self._upsert = self._build_upsert()
+        self._attempts = AttemptPlanner(self._tables, self._backend)
+        self._runs = RunCache()
         self._history_insert = self._build_history_insert() if history else None
         self._next_prune = 0.0
         self._next_wal_check = 0.0
@@ -207,6 +213,7 @@ class StoreWriter:
         """
         dialect = dialect_class()
         self._upsert.compile(dialect=dialect)
+        self._attempts.prepare(dialect)
         if self._history_insert is not None:
             self._history_insert.compile(dialect=dialect)
 
@@ -294,6 +301,7 @@ class StoreWriter:
             },
             "progress_seq": when(progress_applies, "progress_seq"),
             "run_id": when(newest, "run_id"),
+            "attempt": case((new_run, new.attempt), else_=old.attempt),
             "seq": when(newest, "seq"),
             "updated_at": when(newest, "updated_at"),
             "started_at": case((new_run, now), else_=old.started_at),
@@ -391,6 +399,7 @@ class StoreWriter:
                 row["store_now"] = now
         try:
             with connect(engine, read=False) as connection:
+                learned = self._attempts.assign(connection, rows, self._runs)
                 if self._backend == "duckdb":
                     # DuckDB refuses to update one row twice in a statement: one statement per round
                     # of distinct keys, rounds in seq order (rows are sorted by key, then seq).
@@ -407,6 +416,7 @@ class StoreWriter:
                         connection.execute(self._history_insert, history)
         except SQLAlchemyError as exc:
             raise StoreError(describe_error(exc, self._url)) from exc
+        self._runs.remember(learned)
         if self._history:
             self._maybe_prune(engine)
         if self._backend == "sqlite":
