@@ -360,3 +360,58 @@ def test_watch_reads_a_page_by_default(
     result = runner.invoke(cli, ["watch", "--db", store_url, *options], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert seen == [(expected, banner)]
+
+
+@pytest.fixture
+def rerun_url(tmp_path: Path) -> str:
+    """A job run twice: attempt 1 failed on two workers, attempt 2 succeeded on one."""
+    from _cli_support import heartbeat
+    from jobprogress.store import StoreWriter
+
+    url = f"sqlite:///{tmp_path / 'rerun.db'}"
+    with StoreWriter(url) as writer:
+        writer.write([
+            heartbeat("nightly", "host:100", status="failed", done=3, total=10, error="OSError: disk full"),
+            heartbeat("nightly", "host:101", status="succeeded", done=10, total=10),
+        ])  # fmt: skip
+        writer.write([heartbeat("nightly", "host:200", seq=2, status="succeeded", done=20, total=20)])
+    return url
+
+
+def test_show_and_jobs_show_the_newest_attempt_and_show_attempts_lists_each(
+    runner: CliRunner, rerun_url: str
+) -> None:
+    code, out, _ = invoke(runner, "jobs", "--db", rerun_url, "--json")
+    assert code == 0
+    (listed,) = json.loads(out)
+    assert (listed["attempt"], listed["status"], listed["done"], listed["total"]) == (2, "succeeded", 20, 20)
+    assert [worker["worker_id"] for worker in listed["workers"]] == ["host:200"]
+    assert listed["workers"][0]["attempt"] == 2
+    code, out, _ = invoke(runner, "show", "--db", rerun_url, "nightly")
+    assert code == 0
+    assert "workers (1)" in out
+    assert "show --attempts" in out  # tells that earlier attempts exist
+    assert "host:100" not in out
+    code, out, _ = invoke(runner, "show", "--db", rerun_url, "nightly", "--attempts")
+    assert code == 0
+    assert "nightly · attempt 2" in out
+    assert "nightly · attempt 1" in out
+    assert out.index("attempt 2") < out.index("attempt 1")  # newest first
+    assert "2 (the newest)" in out
+    assert "1 (attempt 2 is the newest)" in out
+    assert "OSError: disk full" in out  # the first attempt's failure stays readable
+    assert "workers (2)" in out
+    assert "host:101" in out
+    code, out, _ = invoke(runner, "show", "--db", rerun_url, "nightly", "--attempts", "--json")
+    assert code == 0
+    views = [JobView.model_validate(view) for view in json.loads(out)]
+    assert [(view.attempt, view.status, view.done) for view in views] == [
+        (2, "succeeded", 20),
+        (1, "failed", 13),
+    ]
+
+
+def test_show_attempts_of_an_unknown_job_fails_and_suggests(runner: CliRunner, rerun_url: str) -> None:
+    result = runner.invoke(cli, ["show", "--db", rerun_url, "nightli", "--attempts"])
+    assert result.exit_code == 1
+    assert "did you mean 'nightly'" in result.stderr

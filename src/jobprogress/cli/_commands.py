@@ -160,11 +160,21 @@ def jobs(
 @_store_options
 @click.argument("job_id", metavar="JOB")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (JobView fields).")
-def show(db_url: str, stall_after: float, job_id: str, as_json: bool) -> None:
-    """Show one job: envelope, payload, failure detail and each worker."""
+@click.option(
+    "--attempts",
+    "all_attempts",
+    is_flag=True,
+    help="Show every attempt of the job, newest first (with --json: a list), not only the newest.",
+)
+def show(db_url: str, stall_after: float, job_id: str, as_json: bool, all_attempts: bool) -> None:
+    """Show one job: envelope, payload, failure detail and each worker of its newest attempt."""
     with _open(db_url, stall_after) as source:
         try:
-            view = source.job(job_id)
+            if all_attempts:
+                attempts = source.attempts(job_id)
+                view = attempts[0] if attempts else None
+            else:
+                view = source.job(job_id)
             if view is None:
                 known = [known.job_id for known in source.jobs()]
         except SourceError as exc:
@@ -175,6 +185,15 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool) -> None:
             if close:
                 message += "; did you mean " + " or ".join(repr(scrub(name)) for name in close) + "?"
             raise click.ClickException(message)
+        if all_attempts:
+            if as_json:
+                click.echo(_dump([attempt.model_dump(mode="json") for attempt in attempts]))
+                return
+            console = _console()
+            now = datetime.now(timezone.utc)
+            for attempt in attempts:
+                console.print(job_detail(attempt, now, newest=view.attempt))
+            return
         if as_json:
             click.echo(_dump(view.model_dump(mode="json")))
             return

@@ -158,10 +158,22 @@ def _worker_table(workers: Sequence[WorkerView], now: datetime) -> Table:
     return table
 
 
-def job_detail(view: JobView, now: datetime) -> RenderableType:
-    """The detail panel of one job: envelope, payload, failure detail and one row per worker."""
+def job_detail(view: JobView, now: datetime, *, newest: int | None = None) -> RenderableType:
+    """The detail panel of one attempt of a job: envelope, payload, failure detail and one row per worker.
+
+    Args:
+        view: The attempt to show (``ProgressStore.job`` gives the newest).
+        now: The moment ages are shown against.
+        newest: The job's newest attempt, when the caller shows every attempt (the title then names
+            each); None names the attempt only when it is not the first.
+    """
     state = state_of(view)
     envelope = _field_grid()
+    if newest is not None:
+        note = "the newest" if view.attempt == newest else f"attempt {newest} is the newest"
+        envelope.add_row("attempt", Text(f"{view.attempt} ({note})", end=""))
+    elif view.attempt > 1:
+        envelope.add_row("attempt", Text(f"{view.attempt} (show --attempts for the earlier ones)", end=""))
     envelope.add_row("status", state_text(state))
     envelope.add_row("kind", safe_text(view.kind or "-"))
     envelope.add_row("progress", Text(progress_line(view), end=""))
@@ -207,9 +219,12 @@ def job_detail(view: JobView, now: datetime) -> RenderableType:
             box=box.ROUNDED,
         )
     )
+    title = safe_text(view.job_id, "bold")
+    if newest is not None:
+        title.append(f" · attempt {view.attempt}")
     return Panel(
         Group(*parts),
-        title=safe_text(view.job_id, "bold"),
+        title=title,
         title_align="left",
         subtitle=state_text(state),
         subtitle_align="right",
