@@ -651,3 +651,16 @@ def test_a_failed_merged_write_fails_every_request_in_it(collector: Collector) -
     responses = asyncio.run(burst())
     assert {response.status_code for response in responses} == {503}
     assert all("retry-after" in response.headers for response in responses)
+
+
+def test_openapi_document_shows_resume_and_attempts() -> None:
+    schemas = openapi_document()["components"]["schemas"]
+    assert schemas["Heartbeat"]["properties"]["resume"] == {
+        "default": False,
+        "title": "Resume",
+        "type": "boolean",
+    }
+    assert "resume" not in schemas["Heartbeat"]["required"]  # optional: v1 heartbeats stay valid
+    for view in ("JobView", "WorkerView"):
+        assert schemas[view]["properties"]["attempt"]["type"] == "integer"
+        assert "attempt" in schemas[view]["required"]  # always in a response

@@ -315,3 +315,17 @@ def _answers(url: str, cert: Path) -> bool:
         return httpx.get(url + "/healthz", verify=context, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_attempts_through_the_collector(collector: httpx.Client) -> None:
+    # A rerun after every worker ended is a new attempt; a resume=True start (on the wire) joins it.
+    _post(collector, heartbeat("nightly", "host:1", run_id="a", seq=1, status=JobStatus.SUCCEEDED, done=10))
+    _post(collector, heartbeat("nightly", "host:2", run_id="b", seq=2, status=JobStatus.SUCCEEDED, done=10))
+    job = _job(collector, "nightly")
+    assert (job["attempt"], job["done"], [w["worker_id"] for w in job["workers"]]) == (2, 10, ["host:2"])
+    resumed = {**wire(heartbeat("nightly", "host:3", run_id="c", seq=3, done=4)), "resume": True}
+    assert collector.post("/v1/heartbeat", json=resumed).status_code == 200
+    job = _job(collector, "nightly")
+    assert (job["attempt"], job["done"], [w["attempt"] for w in job["workers"]]) == (2, 14, [2, 2])
+    (listed,) = [view for view in collector.get("/v1/jobs").json() if view["job_id"] == "nightly"]
+    assert listed == job

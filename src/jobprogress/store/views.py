@@ -29,7 +29,8 @@ JOB_STATUSES = ("running", "succeeded", "failed", "cancelled")
 class WorkerView(BaseModel):
     """One stored row: the state of one job on one worker."""
 
-    model_config = ConfigDict(frozen=True)
+    # Fields with defaults (attempt) are still in every serialized view: the JSON schema says so.
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     worker_id: str
     kind: str | None
@@ -60,7 +61,8 @@ class WorkerView(BaseModel):
 class JobView(BaseModel):
     """A job aggregated over its workers."""
 
-    model_config = ConfigDict(frozen=True)
+    # Fields with defaults (attempt) are still in every serialized view: the JSON schema says so.
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     job_id: str
     kind: str | None
