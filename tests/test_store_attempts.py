@@ -341,3 +341,16 @@ def test_writers_racing_to_migrate_version_1_tables_all_succeed(
         view = job(store)
     assert view.attempt == 2  # the old row ended; the four writers' workers share the next attempt
     assert len(view.workers) == 4
+
+
+def test_the_run_cache_is_bounded_and_forgets_the_oldest(store_target: StoreTarget) -> None:
+    from jobprogress.store._attempts import RunCache
+
+    cache = RunCache(size=3)
+    cache.remember([(("j", f"w{index}"), (f"r{index}", 1)) for index in range(3)])
+    cache.remember([(("j", "w0"), ("r9", 2))])  # seen again: now the newest
+    cache.remember([(("j", "w3"), ("r3", 1))])
+    assert len(cache) == 3
+    assert cache.get(("j", "w1")) is None  # the oldest went first
+    assert cache.get(("j", "w0")) == ("r9", 2)
+    assert cache.get(("j", "w3")) == ("r3", 1)

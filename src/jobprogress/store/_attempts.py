@@ -16,6 +16,8 @@ share an attempt, even when a short worker's first stored state is already final
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,11 +47,12 @@ Run = tuple[str, int]
 class RunCache:
     """The run (and its attempt) this writer last stored per (job, worker); bounded, oldest out first."""
 
-    __slots__ = ("_runs", "_size")
+    __slots__ = ("_lock", "_runs", "_size")
 
     def __init__(self, size: int = RUN_CACHE_SIZE) -> None:
-        self._runs: dict[Key, Run] = {}
+        self._runs: OrderedDict[Key, Run] = OrderedDict()
         self._size = size
+        self._lock = threading.Lock()  # writes of one writer may commit on several threads
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -60,13 +63,12 @@ class RunCache:
     def remember(self, learned: Iterable[tuple[Key, Run]]) -> None:
         """Record runs a committed transaction stored."""
         runs = self._runs
-        for key, run in learned:
-            runs.pop(key, None)  # re-inserted at the end: the newest is the last forgotten
-            runs[key] = run
-        excess = len(runs) - self._size
-        if excess > 0:
-            for key in list(runs)[:excess]:
-                del runs[key]
+        with self._lock:
+            for key, run in learned:
+                runs[key] = run
+                runs.move_to_end(key)  # the newest is the last forgotten
+            while len(runs) > self._size:
+                runs.popitem(last=False)
 
 
 class _Job:

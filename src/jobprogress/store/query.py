@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUS_FILTERS", "ProgressStore"]
 
+# Ranks of a row within its attempt (see ProgressStore._statement); _RANKS is one more than the highest.
+_SUCCEEDED, _CANCELLED, _RUNNING, _FAILED = 0, 1, 2, 3
+_NOT_RUNNING, _LOST, _STALLED, _PROGRESSING = 0, 1, 2, 3
+_RANKS: Final = 4
+
 _ATTEMPT_PREFIX: Final = 1_000_000_000
 """Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
 
@@ -285,21 +290,28 @@ class ProgressStore:
                 and_(table.c.job_id == newest_attempts.c.job_id, attempt == newest_attempts.c.attempt),
             )
 
-        # One grouped pass, over every attempt's rows. Only the newest attempt counts, and its number
-        # is known only at the end of the group, so "some row of the newest attempt is X" is asked
-        # as MAX(attempt of the rows that are X) = MAX(attempt): no join, no second pass.
-        def newest_with(condition: ColumnElement[bool]) -> ColumnElement[int]:
-            return func.coalesce(func.max(case((condition, attempt), else_=None)), 0)
-
+        # One grouped pass over every attempt's rows; only the newest attempt counts. Each row gets a
+        # rank, and MAX(attempt * 4 + rank) is reached by a row of the newest attempt (attempt
+        # outweighs any rank), so its remainder is the highest rank among the newest attempt's rows.
+        # Status ranks follow the job status precedence; liveness ranks order running workers from
+        # lost to progressing, so the job is lost when the best is lost, stalled when it is stalled.
+        status_rank = case(
+            (table.c.status == "failed", _FAILED),
+            (running, _RUNNING),
+            (table.c.status == "cancelled", _CANCELLED),
+            else_=_SUCCEEDED,
+        )
+        live_rank = case(
+            (worker_lost, _LOST),
+            (worker_stalled, _STALLED),
+            (running, _PROGRESSING),
+            else_=_NOT_RUNNING,
+        )
         columns: list[ColumnElement[Any]] = [
             table.c.job_id,
             func.max(attempt).label("attempt"),
-            newest_with(table.c.status == "failed").label("failed"),
-            newest_with(running).label("running"),
-            newest_with(table.c.status == "cancelled").label("cancelled"),
-            newest_with(and_(running, ~worker_lost)).label("alive"),
-            newest_with(worker_stalled).label("stalled"),
-            newest_with(and_(running, ~worker_lost, ~worker_stalled)).label("progressing"),
+            func.max(attempt * _RANKS + status_rank).label("status_rank"),
+            func.max(attempt * _RANKS + live_rank).label("live_rank"),
             func.max(table.c.seen_at).label("last_seen"),
         ]
         if kinds is not None:
@@ -319,24 +331,18 @@ class ProgressStore:
             )
         jobs = grouped.subquery("jobs")
         newest = jobs.c.attempt
-
-        def of_newest(column: ColumnElement[int]) -> ColumnElement[bool]:
-            return column == newest
-
-        any_failed, any_running = of_newest(jobs.c.failed), of_newest(jobs.c.running)
+        best_status = jobs.c.status_rank % _RANKS
+        best_live = jobs.c.live_rank % _RANKS
         status = case(
-            (any_failed, "failed"),
-            (any_running, "running"),
-            (of_newest(jobs.c.cancelled), "cancelled"),
+            (best_status == _FAILED, "failed"),
+            (best_status == _RUNNING, "running"),
+            (best_status == _CANCELLED, "cancelled"),
             else_="succeeded",
         )
-        # Lost: every running worker is lost (none alive). Stalled: one is, and the others are lost.
-        job_lost = and_(any_running, ~of_newest(jobs.c.alive))
-        job_stalled = and_(any_running, of_newest(jobs.c.stalled), ~of_newest(jobs.c.progressing))
         state = case(
-            (any_failed, "failed"),
-            (job_lost, "lost"),
-            (job_stalled, "stalled"),
+            (best_status == _FAILED, "failed"),
+            (best_live == _LOST, "lost"),  # every running worker is lost
+            (best_live == _STALLED, "stalled"),  # one is stalled, the others stalled or lost
             else_=status,
         )
         page = select(jobs.c.job_id, jobs.c.attempt)
