@@ -10,23 +10,22 @@ changes nothing; message order is carried by ``seq``.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
-from ._forklock import ForkSafeLock
 from ._mailbox import Mailbox
+from ._messages import MessageBuilder, build_envelope
 from ._outbox import Outbox, outbox_root
-from ._validate import MAX_COUNT, payload_json
 from .estimator import ThroughputEstimator
 
 if TYPE_CHECKING:
-    from ._tracker import Tracker
+    from ._tracker import Tracker, TrackerState
     from .config import Settings
     from .envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
     from .sinks import AnySink
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     Due = tuple[tuple[str, str], list[Message], bool]
     """(key, messages, is_keepalive) queued by one pass."""
 
-__all__ = ["Reporter", "Slot", "build_envelope", "next_seq"]
+__all__ = ["Reporter", "Slot"]
 
 logger = logging.getLogger("jobprogress")
 
@@ -46,118 +45,37 @@ CPU_BUDGET: Final = 0.035
 it, sampling slows down."""
 LINGER: Final = 0.005
 """Seconds the reporter waits after a wake-up before its pass, to gather a burst of events."""
-# Bytes of a heartbeat with progress besides its strings and payload, with every number at its widest.
-_HEARTBEAT_SKELETON_BYTES: Final = 430
-
-
-class _Models:
-    """The pydantic message classes and enum members, loaded once (pydantic is not imported at startup)."""
-
-    def __init__(self) -> None:
-        from . import envelope
-
-        self.trusted = envelope.trusted
-        self.envelope_class: type[JobProgressEnvelope] = envelope.JobProgressEnvelope
-        self.heartbeat_class: type[Heartbeat] = envelope.Heartbeat
-        self.update_class: type[ProgressUpdate] = envelope.ProgressUpdate
-        self.statuses = {status.value: status for status in envelope.JobStatus}
-        self.units = {unit.value: unit for unit in envelope.ProgressUnit}
-
-
-_models: _Models | None = None
-
-
-def models() -> _Models:
-    global _models
-    if _models is None:
-        _models = _Models()
-    return _models
-
-
-_seq_lock = ForkSafeLock()  # a fork while the reporter held it must not leave the child stuck
-_last_seq = 0
-
-
-def next_seq(floor: int = 0) -> int:
-    """A process-wide strictly increasing sequence: microseconds since the epoch, bumped past the last.
-
-    Time-based so a restarted worker continues above its previous run; strictly increasing within the
-    process even when the wall clock steps back; never below ``floor`` (a stored seq, on resume).
-    """
-    global _last_seq
-    with _seq_lock:
-        _last_seq = max(_last_seq + 1, time.time_ns() // 1000, floor + 1)
-        return _last_seq
 
 
 class Slot:
-    """The reporter's bookkeeping for one live tracker."""
+    """The reporter's bookkeeping for one tracker run: estimator, what was sent and when."""
 
     __slots__ = (
+        "builder",
         "estimator",
-        "fixed_bytes",
         "key",
-        "payload_bytes",
-        "payload_seen",
         "run_id",
         "sent_at",
         "sent_done",
         "sent_version",
-        "seq_floor",
         "tracker",
         "urgent",
     )
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, state: TrackerState, heartbeat_limit: int) -> None:
         self.tracker = tracker
         self.estimator = ThroughputEstimator()
-        self.key = (tracker.job_id or "", tracker.worker_id or "")
-        self.run_id = tracker.run_id or ""
+        self.builder = MessageBuilder(state, heartbeat_limit)
+        self.key = (state.job_id, state.worker_id)
+        self.run_id = state.run_id
         self.sent_done = -1
         self.sent_version = -1
         self.sent_at = float("-inf")
-        self.seq_floor = 0
         self.urgent = True
-        self.payload_seen: object = None
-        self.payload_bytes = 0
-        strings = (tracker.job_id, tracker.worker_id, tracker.run_id, tracker.kind, tracker.unit)
-        self.fixed_bytes = sum(len(json.dumps(s, ensure_ascii=False).encode()) for s in strings if s)
 
 
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc)
-
-
-def build_envelope(
-    tracker: Tracker, slot: Slot | None, updated_at: datetime | None, done: int | None = None
-) -> JobProgressEnvelope:
-    """The envelope of ``tracker`` now, with rate and ETA from its slot's estimator when sampled."""
-    m = _models or models()
-    done = tracker.done if done is None else done
-    total = tracker._total
-    status = tracker._status
-    rate = eta = None
-    if slot is not None:
-        estimator = slot.estimator
-        rate = estimator.rate()
-        if total is not None and status == "running":
-            remaining = estimator.eta(total)
-            if remaining is not None:
-                eta = min(round(remaining), MAX_COUNT)
-    if status == "succeeded":
-        eta = 0
-    return m.trusted(
-        m.envelope_class,
-        {
-            "items_done": min(done, MAX_COUNT),
-            "items_total": total,
-            "unit": m.units[tracker._unit],
-            "throughput_per_sec": rate,
-            "eta_seconds": eta,
-            "updated_at": updated_at or datetime.now(timezone.utc),
-            "payload": tracker._payload,
-        },
-    )
 
 
 class Reporter:
@@ -202,6 +120,9 @@ class Reporter:
         self._interval = settings.interval
         self._keepalive = settings.keepalive
         self._slots: dict[int, Slot] = {}
+        """The live runs, sampled each pass."""
+        self._runs: weakref.WeakKeyDictionary[Tracker, Slot] = weakref.WeakKeyDictionary()
+        """The newest run of every tracker seen, live or ended (kept for ``snapshot()``, no longer)."""
         self._incoming: deque[tuple[Tracker, int]] = deque()
         self._sinkless: dict[int, Tracker] = {}
         self._pass_lock = threading.RLock()
@@ -260,11 +181,11 @@ class Reporter:
             sample_tick = force or now >= self._next_sample
             while self._incoming:
                 tracker, seq_floor = self._incoming.popleft()
-                slot = tracker._slot
-                key = (tracker.job_id, tracker.worker_id)
-                if slot is None or slot.run_id != tracker.run_id or slot.key != key:
-                    slot = tracker._slot = Slot(tracker)
-                slot.seq_floor = max(slot.seq_floor, seq_floor)
+                state = tracker.state()
+                slot = self._runs.get(tracker)
+                if slot is None or slot.run_id != state.run_id or slot.key != (state.job_id, state.worker_id):
+                    slot = self._runs[tracker] = Slot(tracker, state, self.settings.heartbeat_limit)
+                slot.builder.seq_floor = max(slot.builder.seq_floor, seq_floor)
                 slot.urgent = True
                 self._slots[id(tracker)] = slot
                 if not sample_tick:
@@ -281,88 +202,28 @@ class Reporter:
     def _visit(
         self, slot: Slot, now: float, stamp: datetime, due: list[Due], *, sample: bool, force: bool
     ) -> None:
-        tracker = slot.tracker
-        status = tracker._status
-        done = tracker.done
+        state = slot.tracker.state()
+        status = state.status
+        done = state.done
         if sample and status == "running":
             slot.estimator.observe(now, done)
-        changed = done != slot.sent_done or tracker._version != slot.sent_version
+        changed = done != slot.sent_done or state.version != slot.sent_version
         if slot.urgent or (changed and (force or now - slot.sent_at >= self._interval)):
-            due.append((slot.key, self._build(slot, tracker, done, status, stamp), False))
+            due.append((slot.key, slot.builder.messages(state, slot.estimator, stamp), False))
             slot.urgent = False
             slot.sent_done = done
-            slot.sent_version = tracker._version
+            slot.sent_version = state.version
             slot.sent_at = now
         elif status == "running" and now - slot.sent_at >= self._keepalive:
-            due.append((slot.key, [self._heartbeat(slot, tracker, status, None, stamp)], True))
+            due.append((slot.key, [slot.builder.heartbeat(state, None, stamp)], True))
             slot.sent_at = now
         if status in _FINAL and not slot.urgent:
-            self._slots.pop(id(tracker), None)
+            self._slots.pop(id(slot.tracker), None)
 
-    # -- messages --------------------------------------------------------------------------------
-
-    def _heartbeat(
-        self,
-        slot: Slot,
-        tracker: Tracker,
-        status: str,
-        progress: JobProgressEnvelope | None,
-        stamp: datetime,
-    ) -> Heartbeat:
-        m = _models or models()
-        return m.trusted(
-            m.heartbeat_class,
-            {
-                "v": 1,
-                "job_id": slot.key[0],
-                "worker_id": slot.key[1],
-                "run_id": slot.run_id,
-                "seq": next_seq(slot.seq_floor),
-                "type": "heartbeat",
-                "status": m.statuses[status],
-                "kind": tracker._kind,
-                "error": tracker._error,
-                "progress": progress,
-                "updated_at": stamp,
-                "resume": tracker._resume,
-            },
-        )
-
-    def _build(self, slot: Slot, tracker: Tracker, done: int, status: str, stamp: datetime) -> list[Message]:
-        envelope = build_envelope(tracker, slot, stamp, done)
-        heartbeat = self._heartbeat(slot, tracker, status, envelope, stamp)
-        if self._fits(slot, heartbeat):
-            return [heartbeat]
-        bare = heartbeat.model_copy(update={"progress": None})
-        m = _models or models()
-        update = m.trusted(
-            m.update_class,
-            {
-                "v": 1,
-                "job_id": slot.key[0],
-                "worker_id": slot.key[1],
-                "run_id": slot.run_id,
-                "seq": next_seq(slot.seq_floor),
-                "type": "progress",
-                "progress": envelope,
-            },
-        )
-        return [bare, update]
-
-    def _fits(self, slot: Slot, heartbeat: Heartbeat) -> bool:
-        """Whether the heartbeat with its envelope stays within ``heartbeat_limit`` bytes of JSON."""
-        payload = heartbeat.progress.payload if heartbeat.progress is not None else None
-        if payload is not slot.payload_seen:
-            slot.payload_seen = payload
-            slot.payload_bytes = len(payload_json(payload).encode()) if payload is not None else 0
-        error_bytes = len(json.dumps(heartbeat.error, ensure_ascii=False).encode()) if heartbeat.error else 0
-        bound = _HEARTBEAT_SKELETON_BYTES + slot.fixed_bytes + slot.payload_bytes + error_bytes
-        limit = self.settings.heartbeat_limit
-        if bound <= limit:
-            return True
-        from .envelope import dump_message  # serializes under the fork gate
-
-        return len(dump_message(heartbeat).encode()) <= limit
+    def envelope_of(self, tracker: Tracker) -> JobProgressEnvelope:
+        """The envelope of ``tracker`` now, with rate and ETA when this reporter has sampled it."""
+        slot = self._runs.get(tracker)
+        return build_envelope(tracker.state(), slot.estimator if slot is not None else None, None)
 
     # -- thread ----------------------------------------------------------------------------------
 
@@ -383,9 +244,6 @@ class Reporter:
                     mailbox._threaded = False
                 return
             self._thread = thread
-        from . import _runtime
-
-        _runtime.ensure_exit_hooks()
 
     def _run(self) -> None:
         while not self._stopped:
@@ -487,7 +345,7 @@ class Reporter:
         trackers = [slot.tracker for slot in list(self._slots.values())] + list(self._sinkless.values())
         trackers += [tracker for tracker, _ in list(self._incoming)]
         trackers = list({id(tracker): tracker for tracker in trackers}.values())
-        return [tracker for tracker in trackers if tracker._status == "running"]
+        return [tracker for tracker in trackers if tracker.status == "running"]
 
     def stats(self) -> dict[str, Any]:
         return {

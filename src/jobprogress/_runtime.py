@@ -30,6 +30,8 @@ from .config import Settings, resolve_settings
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ._tracker import Tracker
+    from .envelope import JobProgressEnvelope
     from .sinks import AnySink
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "count_payload_drop",
     "deliver_outbox",
     "ensure_exit_hooks",
+    "envelope_of",
     "flush",
     "reporter",
     "settings",
@@ -80,9 +83,10 @@ def _new_reporter(resolved: Settings) -> Reporter:
     if not sinks:
         logger.debug("jobprogress: no sink configured; progress is tracked but not written anywhere")
     else:
-        from ._reporter import models
+        from ._messages import models
 
         models()  # load pydantic here, in the configuring thread, not in the reporter thread mid-run
+        ensure_exit_hooks()
     return Reporter(resolved, sinks)
 
 
@@ -151,6 +155,16 @@ def stats() -> dict[str, Any]:
     return base
 
 
+def envelope_of(tracker: Tracker) -> JobProgressEnvelope:
+    """The envelope of ``tracker``, with rate and ETA when the process's reporter has sampled it."""
+    current = _reporter
+    if current is None:
+        from ._messages import build_envelope
+
+        return build_envelope(tracker.state(), None, None)
+    return current.envelope_of(tracker)
+
+
 def count_payload_drop() -> None:
     global _payload_drops
     _payload_drops += 1
@@ -159,13 +173,14 @@ def count_payload_drop() -> None:
 
 def stored_progress(job_id: str, worker_id: str) -> tuple[int, int] | None:
     """(done, seq) of the stored row of (job, worker) from the first sink that can read one."""
+    from .sinks import ResumableSink
+
     current = reporter()
     for mailbox in current.mailboxes:
-        read = getattr(mailbox.sink, "stored_done", None)
-        if read is None:
+        if not isinstance(mailbox.sink, ResumableSink):
             continue
         try:
-            stored = read(job_id, worker_id)
+            stored = mailbox.sink.stored_done(job_id, worker_id)
         except Exception as exc:
             warn_once(
                 "resume", "jobprogress: resume could not read the stored progress (%s); starting at 0", exc

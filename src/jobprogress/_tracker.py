@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+import sys
 from contextvars import ContextVar, Token
 
 from . import _validate as v
@@ -25,13 +26,12 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, Final, TypeVar
 
-    from ._reporter import Slot
     from .envelope import JobProgressEnvelope
 
     T = TypeVar("T")
     F = TypeVar("F", bound=Callable[..., Any])
     JobSpec = str | Callable[..., str] | None
-    __all__ = ["Tracker", "current", "track"]
+    __all__ = ["Tracker", "TrackerState", "current", "track"]
 
 PENDING: Final = "pending"
 RUNNING: Final = "running"
@@ -74,18 +74,19 @@ def current() -> Tracker:
 
 
 class _Probe:
-    """Counts the items an ``iter()`` has handed out, read by the reporter instead of a per-item add."""
+    """Counts the items an ``iter()`` has handed out, read by the reporter instead of a per-item add.
 
-    __slots__ = ("_counter", "_iterator", "_length")
+    Both ways are C-level and public: an exact-length iterator's own ``__length_hint__``, or the
+    ``__length_hint__`` of an ``itertools.repeat`` that ``compress()`` takes one selector from per item.
+    """
 
-    def __init__(self, iterator: Any = None, length: int = 0, counter: Any = None) -> None:
-        self._iterator = iterator  # an exact-length iterator, read through __length_hint__
+    __slots__ = ("_iterator", "_length")
+
+    def __init__(self, iterator: Any, length: int) -> None:
+        self._iterator = iterator
         self._length = length
-        self._counter = counter  # an itertools.count advanced by compress(), read through repr
 
     def handed_out(self) -> int:
-        if self._counter is not None:
-            return int(repr(self._counter)[6:-1]) - 1  # "count(N)"; it starts at 1
         return max(self._length - operator.length_hint(self._iterator), 0)
 
 
@@ -149,7 +150,6 @@ class Tracker(CounterBase):
         "_probe",
         "_resume",
         "_run_id",
-        "_slot",
         "_status",
         "_token",
         "_total",
@@ -161,7 +161,6 @@ class Tracker(CounterBase):
 
     _job: JobSpec
     _probe: _Probe | None
-    _slot: Slot | None
 
     def __init__(
         self,
@@ -191,7 +190,6 @@ class Tracker(CounterBase):
         self._run_id: str | None = None
         self._worker_id: str | None = None
         self._probe = None
-        self._slot = None
         self._token: Token[Tracker | None] | None = None
         self._version = 0
         self._pid = 0
@@ -419,12 +417,12 @@ class Tracker(CounterBase):
             self._probe = None
         iterator = iter(iterable)
         if type(iterator) in _EXACT_LENGTH_ITERATORS:
-            probe = _Probe(iterator=iterator, length=operator.length_hint(iterator))
+            probe = _Probe(iterator, operator.length_hint(iterator))
             core: Iterator[T] = iterator
         else:
-            counter = itertools.count(1)
-            probe = _Probe(counter=counter)
-            core = itertools.compress(iterator, counter)  # the counter is always truthy: a C-level tally
+            selectors = itertools.repeat(True, sys.maxsize)
+            probe = _Probe(selectors, sys.maxsize)
+            core = itertools.compress(iterator, selectors)  # one True taken per item: a C-level tally
         self._probe = probe
         return itertools.chain(core, _IterEnd(self, probe, owns))
 
@@ -490,13 +488,56 @@ class Tracker(CounterBase):
 
     def snapshot(self) -> JobProgressEnvelope:
         """The current envelope: done, total, unit, throughput and ETA (when sampled), payload."""
-        from ._reporter import build_envelope
+        from . import _runtime
 
-        return build_envelope(self, self._slot, None)
+        return _runtime.envelope_of(self)
+
+    def state(self) -> TrackerState:
+        """One consistent read of the tracker: ids, counters, status and fields (what the reporter reads)."""
+        return TrackerState(self)
 
     def __repr__(self) -> str:
         total = "?" if self._total is None else self._total
         return f"<Tracker {self.job_id!r} {self._status} {self.done}/{total} {self._unit}>"
+
+
+class TrackerState:
+    """One read of a :class:`Tracker`, taken at once: what the reporter samples and builds messages from.
+
+    ``version`` changes whenever anything but ``done`` does (total, payload, status, a new run).
+    """
+
+    __slots__ = (
+        "done",
+        "error",
+        "job_id",
+        "kind",
+        "payload",
+        "resume",
+        "run_id",
+        "status",
+        "total",
+        "unit",
+        "version",
+        "worker_id",
+    )
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.done = tracker.done
+        self.status = tracker._status
+        self.version = tracker._version
+        self.total = tracker._total
+        self.unit = tracker._unit
+        self.kind = tracker._kind
+        self.payload = tracker._payload
+        self.error = tracker._error
+        self.resume = tracker._resume
+        self.job_id = tracker.job_id or ""
+        self.worker_id = tracker.worker_id or ""
+        self.run_id = tracker._run_id or ""
+
+    def __repr__(self) -> str:
+        return f"<TrackerState {self.job_id!r} {self.status} {self.done}/{self.total} v{self.version}>"
 
 
 def _job_resolver(

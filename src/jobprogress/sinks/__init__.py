@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ..envelope import Heartbeat, ProgressUpdate
 
-__all__ = ["AnySink", "AsyncSink", "Sink"]
+__all__ = ["AnySink", "AsyncSink", "ResumableSink", "Sink"]
 
 
 @runtime_checkable
@@ -43,6 +43,18 @@ class AsyncSink(Protocol):
 
     async def aclose(self, timeout: float) -> None:
         """Async counterpart of :meth:`Sink.close`."""
+
+
+@runtime_checkable
+class ResumableSink(Protocol):
+    """A sink that can read back what it stored: ``track(..., resume=True)`` starts from it.
+
+    The first configured sink that has this method is asked; if it raises, resume warns once and
+    starts at 0.
+    """
+
+    def stored_done(self, job_id: str, worker_id: str) -> tuple[int, int] | None:
+        """``(done, seq)`` of the stored row of (job, worker), or None when there is none."""
 
 
 AnySink = Sink | AsyncSink
