@@ -100,18 +100,25 @@ class AttemptPlanner:
     def __init__(self, tables: StoreTables, backend: str) -> None:
         self._tables = tables
         self._backend = backend
-        self._lookup = self._build_lookup()
+        self._lookup = self._build_lookup(single=False)
+        # One starting worker of one job, the usual batch of a process: plain parameters, so the
+        # compiled statement is reused as it is (expanding IN lists are rendered on every call).
+        self._lookup_one = self._build_lookup(single=True)
         self._lock: TextClause | None = None
         if backend == "postgresql":
             from sqlalchemy import text
 
             self._lock = text(f"SELECT pg_advisory_xact_lock({_LOCK_SPACE}, hashtext(:job_id))")
 
-    def _build_lookup(self) -> CompoundSelect[Any]:
+    def _build_lookup(self, *, single: bool) -> CompoundSelect[Any]:
         from sqlalchemy import BigInteger, String, bindparam, case, cast, func, null, select, union_all
 
         table = self._tables.progress
-        if self._backend == "postgresql":
+        if single:
+
+            def among(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
+                return column == bindparam(name, type_=String())
+        elif self._backend == "postgresql":
             from sqlalchemy import any_
             from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -151,6 +158,7 @@ class AttemptPlanner:
     def prepare(self, dialect: Any) -> None:
         """Compile the lookup for ``dialect`` ahead of the first write."""
         self._lookup.compile(dialect=dialect)
+        self._lookup_one.compile(dialect=dialect)
 
     def assign(
         self, connection: Connection, rows: Sequence[dict[str, Any]], cache: RunCache
@@ -186,11 +194,15 @@ class AttemptPlanner:
         wanted = set(keys)
         for start in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = keys[start : start + _LOOKUP_CHUNK]
-            params = {
-                "jobs": sorted({job_id for job_id, _ in chunk}),
-                "workers": sorted({worker_id for _, worker_id in chunk}),
-            }
-            for job_id, worker_id, attempt, running, run_id, seq in connection.execute(self._lookup, params):
+            if len(chunk) == 1:
+                statement, params = self._lookup_one, {"jobs": chunk[0][0], "workers": chunk[0][1]}
+            else:
+                statement = self._lookup
+                params = {
+                    "jobs": sorted({job_id for job_id, _ in chunk}),
+                    "workers": sorted({worker_id for _, worker_id in chunk}),
+                }
+            for job_id, worker_id, attempt, running, run_id, seq in connection.execute(statement, params):
                 attempt = int(attempt)
                 if worker_id is None:
                     job = jobs[job_id]
