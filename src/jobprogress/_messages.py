@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Final
 
 from ._forklock import ForkSafeLock
-from ._validate import MAX_COUNT, payload_json
+from ._states import MAX_COUNT, RUNNING, SUCCEEDED
+from ._validate import payload_json
 
 if TYPE_CHECKING:
     from ._tracker import TrackerState
@@ -81,11 +82,11 @@ def build_envelope(
     rate = eta = None
     if estimator is not None:
         rate = estimator.rate()
-        if total is not None and status == "running":
+        if total is not None and status == RUNNING:
             remaining = estimator.eta(total)
             if remaining is not None:
                 eta = min(round(remaining), MAX_COUNT)
-    if status == "succeeded":
+    if status == SUCCEEDED:
         eta = 0
     return m.trusted(
         m.envelope_class,

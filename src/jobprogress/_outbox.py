@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ._log import redact_url, warn_once
+from ._states import FINAL_STATUSES
 
 if TYPE_CHECKING:
     from .envelope import Heartbeat, ProgressUpdate
@@ -67,7 +68,7 @@ def sink_digest(url: str) -> str:
 
 
 def _final(messages: Sequence[Message]) -> bool:
-    return any(message.type == "heartbeat" and message.status.value != "running" for message in messages)
+    return any(message.type == "heartbeat" and message.status.value in FINAL_STATUSES for message in messages)
 
 
 def _top_seq(messages: Sequence[Message]) -> int:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._mailbox import Mailbox
 from ._messages import MessageBuilder, build_envelope
 from ._outbox import Outbox, outbox_root
+from ._states import FINAL_STATUSES, RUNNING
 from .estimator import ThroughputEstimator
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ __all__ = ["Reporter", "Slot"]
 
 logger = logging.getLogger("jobprogress")
 
-_FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 MAX_SAMPLE_PERIOD: Final = 1.0
 CPU_BUDGET: Final = 0.035
 """Share of one core the reporter's sampling passes may use (the senders need a little more); beyond
@@ -205,7 +205,7 @@ class Reporter:
         state = slot.tracker.state()
         status = state.status
         done = state.done
-        if sample and status == "running":
+        if sample and status == RUNNING:
             slot.estimator.observe(now, done)
         changed = done != slot.sent_done or state.version != slot.sent_version
         if slot.urgent or (changed and (force or now - slot.sent_at >= self._interval)):
@@ -214,10 +214,10 @@ class Reporter:
             slot.sent_done = done
             slot.sent_version = state.version
             slot.sent_at = now
-        elif status == "running" and now - slot.sent_at >= self._keepalive:
+        elif status == RUNNING and now - slot.sent_at >= self._keepalive:
             due.append((slot.key, [slot.builder.heartbeat(state, None, stamp)], True))
             slot.sent_at = now
-        if status in _FINAL and not slot.urgent:
+        if status in FINAL_STATUSES and not slot.urgent:
             self._slots.pop(id(slot.tracker), None)
 
     def envelope_of(self, tracker: Tracker) -> JobProgressEnvelope:
@@ -345,7 +345,7 @@ class Reporter:
         trackers = [slot.tracker for slot in list(self._slots.values())] + list(self._sinkless.values())
         trackers += [tracker for tracker, _ in list(self._incoming)]
         trackers = list({id(tracker): tracker for tracker in trackers}.values())
-        return [tracker for tracker in trackers if tracker.status == "running"]
+        return [tracker for tracker in trackers if tracker.status == RUNNING]
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from contextvars import ContextVar, Token
 
 from . import _validate as v
 from ._counter import CounterBase
+from ._states import FINAL_STATUSES, MAX_KIND_LENGTH, RUNNING
 from .errors import InvalidProgressError, PayloadTooLargeError, TrackerStateError
 
 # Not typing.TYPE_CHECKING: importing typing (and the re, enum, functools it pulls in) would triple the
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     __all__ = ["Tracker", "TrackerState", "current", "track"]
 
 PENDING: Final = "pending"
-RUNNING: Final = "running"
-FINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
 
 # asyncio's CancelledError and trio's Cancelled, matched by name so neither library is imported.
 _CANCELLATIONS: Final = frozenset({"CancelledError", "Cancelled"})
@@ -181,7 +180,7 @@ class Tracker(CounterBase):
         self._job = job
         self._unit = v.check_unit(unit)
         self._total = v.check_count("total", total, allow_none=True)
-        self._kind = None if kind is None else v.check_text("kind", kind, 64)
+        self._kind = None if kind is None else v.check_text("kind", kind, MAX_KIND_LENGTH)
         self._worker_id_arg = None if worker_id is None else v.check_id("worker_id", worker_id)
         self._payload = None if payload is None else self._guard_payload(payload)
         self._resume = bool(resume)

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import math
 
+from ._states import (
+    DEFAULT_PAYLOAD_LIMIT,
+    MAX_COUNT,
+    MAX_ERROR_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_KEY_LENGTH,
+    MAX_KIND_LENGTH,
+    MAX_STRING_LENGTH,
+    PAYLOAD_LIMIT_CEILING,
+    STATUSES,
+)
 from .errors import InvalidProgressError, PayloadTooLargeError
 
 TYPE_CHECKING = False  # not typing's: keeps `import jobprogress` from loading typing
@@ -15,18 +26,20 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Final
 
-MAX_COUNT: Final = 2**63 - 1
-"""Largest count or seq: the top of a signed 64-bit BIGINT."""
-
-MAX_ID_LENGTH: Final = 256
-MAX_STRING_LENGTH: Final = 256
-MAX_KEY_LENGTH: Final = 64
-MAX_ERROR_LENGTH: Final = 256
-DEFAULT_PAYLOAD_LIMIT: Final = 1024
-PAYLOAD_LIMIT_CEILING: Final = 4096
+__all__ = [
+    "DEFAULT_PAYLOAD_LIMIT",
+    "MAX_COUNT",
+    "MAX_ERROR_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_KEY_LENGTH",
+    "MAX_KIND_LENGTH",
+    "MAX_STRING_LENGTH",
+    "PAYLOAD_LIMIT_CEILING",
+    "STATUSES",
+    "UNITS",
+]
 
 UNITS: Final = ("files", "rows", "bytes", "records", "chunks", "iterations", "unknown")
-STATUSES: Final = ("running", "succeeded", "failed", "cancelled")
 
 
 def _is_control(char: str) -> bool:

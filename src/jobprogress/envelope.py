@@ -26,14 +26,8 @@ from pydantic import (
 )
 
 from ._forklock import ForkGate
-from ._validate import (
-    MAX_COUNT,
-    MAX_ERROR_LENGTH,
-    UNITS,
-    check_id,
-    check_payload,
-    check_text,
-)
+from ._states import MAX_COUNT, MAX_KIND_LENGTH, MAX_UNIT_LENGTH, MAX_WIRE_ERROR_LENGTH
+from ._validate import UNITS, check_id, check_payload, check_text
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -89,7 +83,7 @@ class JobStatus(str, Enum):
 def _unit(value: object) -> ProgressUnit | str:
     if isinstance(value, ProgressUnit):
         return value
-    text = check_text("unit", value, 64)
+    text = check_text("unit", value, MAX_UNIT_LENGTH)
     try:
         return ProgressUnit(text)
     except ValueError:
@@ -128,8 +122,12 @@ def _id(value: str) -> str:
     return check_id("id", value)
 
 
-def _text(value: str | None) -> str | None:
-    return None if value is None else check_text("text", value, MAX_ERROR_LENGTH * 4)
+def _kind(value: str | None) -> str | None:
+    return None if value is None else check_text("kind", value, MAX_KIND_LENGTH)
+
+
+def _error(value: str | None) -> str | None:
+    return None if value is None else check_text("error", value, MAX_WIRE_ERROR_LENGTH)
 
 
 def _payload(value: dict[str, PayloadValue] | None) -> dict[str, PayloadValue] | None:
@@ -145,7 +143,8 @@ Unit = Annotated[
 ]
 Id = Annotated[str, AfterValidator(_id)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
-Text = Annotated[str | None, AfterValidator(_text)]
+Kind = Annotated[str | None, AfterValidator(_kind)]
+ErrorText = Annotated[str | None, AfterValidator(_error)]
 Payload = Annotated[dict[str, PayloadValue] | None, AfterValidator(_payload)]
 
 
@@ -178,8 +177,8 @@ class Heartbeat(_Message):
 
     type: Literal["heartbeat"] = "heartbeat"
     status: JobStatus
-    kind: Text = None
-    error: Text = None
+    kind: Kind = None
+    error: ErrorText = None
     progress: JobProgressEnvelope | None = None
     updated_at: UtcDatetime
     resume: bool = False

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from jobprogress._states import ACTIONABLE, JOB_STATES, READY, RUNNING, expand_states, job_state
 from jobprogress.store.views import JobView, WorkerView
 
 from ._safe import scrub
@@ -38,13 +39,8 @@ __all__ = [
     "workers_cell",
 ]
 
-ACTIONABLE: Final = ("failed", "lost", "stalled")
-"""States that need someone to act, shown first."""
-READY: Final = ("succeeded", "cancelled")
-"""Finished states, shown last."""
-STATE_WORDS: Final = (*ACTIONABLE, "running", *READY)
+STATE_WORDS: Final = JOB_STATES
 """Every word the views show for a job or a worker."""
-_STATE_ALIASES: Final = {"actionable": ACTIONABLE, "ready": READY}
 
 # Sort rank of each state (the ready ones share theirs); a newer writer's status sorts with running.
 _RANK: Final = {
@@ -61,8 +57,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 def state_of(view: JobView | WorkerView) -> str:
     """The word shown for a job or worker: ``lost`` or ``stalled`` when a running one is judged so."""
     status = view.status
-    if status == "running":
-        return "lost" if view.lost else "stalled" if view.stalled else status
+    if status == RUNNING:
+        return job_state(status, stalled=view.stalled, lost=view.lost)
     return status if status in _RANK else scrub(status)
 
 
@@ -74,19 +70,8 @@ def parse_states(values: Iterable[str]) -> frozenset[str]:
     Raises:
         ValueError: a value is not a state word, naming the valid ones.
     """
-    states: set[str] = set()
-    for value in values:
-        for word in (part.strip().lower() for part in value.split(",")):
-            if not word:
-                continue
-            if word in _STATE_ALIASES:
-                states.update(_STATE_ALIASES[word])
-            elif word in STATE_WORDS:
-                states.add(word)
-            else:
-                valid = ", ".join((*STATE_WORDS, *_STATE_ALIASES))
-                raise ValueError(f"unknown status {word!r}; valid: {valid}")
-    return frozenset(states)
+    words = (part.strip().lower() for value in values for part in value.split(","))
+    return frozenset(expand_states(word for word in words if word))
 
 
 def _aware(moment: datetime) -> datetime:

@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 import anyio
 from pydantic import Field, TypeAdapter, ValidationError
 
-from jobprogress._validate import MAX_ID_LENGTH, check_id, check_text
+from jobprogress._states import MAX_ID_LENGTH, MAX_KIND_LENGTH
+from jobprogress._validate import check_id, check_text
 from jobprogress._version import __version__
 from jobprogress.envelope import Heartbeat, Message, ProgressUpdate
 from jobprogress.errors import ConfigurationError, InvalidProgressError, MissingExtraError
@@ -421,9 +422,9 @@ def _query_number(request: Request, name: str, parse: Callable[[str], Any]) -> A
         ) from None
 
 
-def _check_query_text(name: str, value: str) -> None:
+def _check_query_text(name: str, value: str, max_length: int = MAX_ID_LENGTH) -> None:
     try:
-        check_text(f"query parameter {name!r}", value, MAX_ID_LENGTH)
+        check_text(f"query parameter {name!r}", value, max_length)
     except InvalidProgressError as exc:
         raise _Refusal(
             _problem(422, str(exc), errors=[{"loc": ["query", name], "msg": str(exc), "type": "value_error"}])
@@ -557,7 +558,7 @@ class _Collector:
                 raise _out_of_range("status", f"must be one of {', '.join(JOB_FILTERS)}")
             kind = request.query_params.get("kind")
             if kind is not None:
-                _check_query_text("kind", kind)
+                _check_query_text("kind", kind, MAX_KIND_LENGTH)
             limit = _query_number(request, "limit", int)
             limit = DEFAULT_JOBS_LIMIT if limit is None else limit
             if not 1 <= limit <= MAX_JOBS_LIMIT:

@@ -7,14 +7,15 @@ from typing import Any, Final
 
 from pydantic.json_schema import models_json_schema
 
+from jobprogress._states import MAX_KIND_LENGTH, STATUS_FILTERS
 from jobprogress._validate import MAX_ID_LENGTH
 from jobprogress._version import __version__
 from jobprogress.envelope import Heartbeat, ProgressUpdate
-from jobprogress.store.views import JOB_STATUSES, JobView
+from jobprogress.store.views import JobView
 
 __all__ = ["JOB_FILTERS", "openapi_document"]
 
-JOB_FILTERS: Final = (*JOB_STATUSES, "stalled", "lost")
+JOB_FILTERS: Final = STATUS_FILTERS
 """Values of ``GET /v1/jobs?status=``: a stored status, or a liveness judgement of running jobs."""
 
 _REF: Final = "#/components/schemas/{model}"
@@ -209,7 +210,7 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
                         {
                             "name": "kind",
                             "in": "query",
-                            "schema": {"type": "string", "maxLength": MAX_ID_LENGTH},
+                            "schema": {"type": "string", "maxLength": MAX_KIND_LENGTH},
                         },
                         {
                             "name": "limit",

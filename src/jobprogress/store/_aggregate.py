@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from jobprogress._states import FAILED, RUNNING, job_status
 from jobprogress.envelope import trusted
 from jobprogress.store.views import JobView, WorkerView
 
@@ -192,7 +193,7 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
     rate = 0.0
     any_rate = False
     running = lost_count = stalled_count = 0
-    any_failed = any_cancelled = False
+    statuses: set[str] = set()
     failed_latest: WorkerView | None = None
     payload_latest: WorkerView | None = None
     kind: str | None = None
@@ -213,7 +214,8 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
         elif total is not None:
             total += worker.total
         status = worker.status
-        if status == "running":
+        statuses.add(status)
+        if status == RUNNING:
             running += 1
             if worker.lost:
                 lost_count += 1
@@ -226,12 +228,10 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
                     rate += worker.throughput
             elif worker.stalled:
                 stalled_count += 1
-        elif status == "failed":
-            any_failed = True
-            if failed_latest is None or _failure_recency(worker) > _failure_recency(failed_latest):
-                failed_latest = worker
-        elif status == "cancelled":
-            any_cancelled = True
+        elif status == FAILED and (
+            failed_latest is None or _failure_recency(worker) > _failure_recency(failed_latest)
+        ):
+            failed_latest = worker
         if worker.payload is not None and (
             payload_latest is None or _recency(worker) > _recency(payload_latest)
         ):
@@ -258,14 +258,6 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             elif throughput:
                 seconds = remaining / throughput  # a tiny rate makes this inf, or too big to count
                 eta = math.ceil(seconds) if seconds <= _MAX_ETA else None
-    if any_failed:
-        job_status = "failed"
-    elif running:
-        job_status = "running"
-    elif any_cancelled:
-        job_status = "cancelled"
-    else:
-        job_status = "succeeded"
     lost = running > 0 and lost_count == running
     stalled = running > 0 and stalled_count > 0 and lost_count + stalled_count == running
     return trusted(
@@ -278,7 +270,7 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             "total": total,
             "throughput": throughput,
             "eta_seconds": eta,
-            "status": job_status,
+            "status": job_status(statuses),
             "stalled": stalled,
             "lost": lost,
             "updated_at": updated_at,

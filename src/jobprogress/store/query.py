@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from jobprogress._states import STATUS_FILTERS
 from jobprogress._validate import MAX_COUNT
 from jobprogress.errors import ConfigurationError, StoreError
 from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, gc_paused
@@ -35,7 +36,7 @@ from jobprogress.store._engine import (
     require_driver,
 )
 from jobprogress.store.schema import ATTEMPTS_VERSION, check_version, read_schema_version, tables_for
-from jobprogress.store.views import JOB_STATUSES, JobView
+from jobprogress.store.views import JobView
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -54,7 +55,6 @@ _RANKS: Final = 4
 _ATTEMPT_PREFIX: Final = 1_000_000_000
 """Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
 
-STATUS_FILTERS: Final = (*JOB_STATUSES, "stalled", "lost")
 """What ``jobs(status=...)`` accepts: a job's state, the word a Jobs view shows for it."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._forklock import ForkSafeLock
+from jobprogress._states import MAX_ID_LENGTH, MAX_KIND_LENGTH, MAX_UNIT_LENGTH
 from jobprogress.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
@@ -45,8 +46,7 @@ SCHEMA_COMPONENT: Final = "job_progress"
 
 _PREFIX: Final = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,31})?")
 
-ID_LENGTH: Final = 256
-"""Ids are at most 256 characters (``_validate.MAX_ID_LENGTH``)."""
+ID_LENGTH: Final = MAX_ID_LENGTH
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,9 @@ def _define(prefix: str) -> StoreTables:
         metadata,
         Column("job_id", String(ID_LENGTH), primary_key=True),
         Column("worker_id", String(ID_LENGTH), primary_key=True),
-        Column("kind", Text, nullable=True),
+        Column("kind", String(MAX_KIND_LENGTH), nullable=True),
         Column("status", String(16), nullable=False),
-        Column("unit", String(64), nullable=True),
+        Column("unit", String(MAX_UNIT_LENGTH), nullable=True),
         Column("done", BigInteger, nullable=True),
         Column("total", BigInteger, nullable=True),
         Column("throughput", Float(precision=53), nullable=True),
@@ -170,9 +170,9 @@ def _define(prefix: str) -> StoreTables:
         Column("type", String(16), nullable=False),
         Column("run_id", String(ID_LENGTH), nullable=False),
         _attempt_column(),
-        Column("kind", Text, nullable=True),
+        Column("kind", String(MAX_KIND_LENGTH), nullable=True),
         Column("status", String(16), nullable=True),
-        Column("unit", String(64), nullable=True),
+        Column("unit", String(MAX_UNIT_LENGTH), nullable=True),
         Column("done", BigInteger, nullable=True),
         Column("total", BigInteger, nullable=True),
         Column("throughput", Float(precision=53), nullable=True),

@@ -20,9 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from jobprogress._states import STATUSES, job_state
+
 __all__ = ["JOB_STATUSES", "JobView", "WorkerView"]
 
-JOB_STATUSES = ("running", "succeeded", "failed", "cancelled")
+JOB_STATUSES = STATUSES
 """Stored statuses; ``stalled`` and ``lost`` are judgements shown beside a running status."""
 
 
@@ -85,8 +87,4 @@ class JobView(BaseModel):
     @property
     def state(self) -> str:
         """The word a view shows: ``lost`` or ``stalled`` for a running job judged so, else the status."""
-        if self.status == "running" and self.lost:
-            return "lost"
-        if self.status == "running" and self.stalled:
-            return "stalled"
-        return self.status
+        return job_state(self.status, stalled=self.stalled, lost=self.lost)
