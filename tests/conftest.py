@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import jobprogress as jp
-from jobprogress import _plugins, _runtime
+from jobprogress.testing import reset
 
 POSTGRES_ENV = "JOBPROGRESS_TEST_POSTGRES_URL"
 
@@ -23,12 +22,9 @@ def _isolated_runtime(
             monkeypatch.delenv(name)
     # The default outbox lives in the user cache directory: give every test (and its children) its own.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    _runtime._settings = None
-    _plugins.reset()
+    reset()
     yield
-    jp.shutdown(1.0)
-    _runtime._settings = None
-    _plugins.reset()
+    reset()
 
 
 @pytest.fixture

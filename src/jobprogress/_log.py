@@ -11,16 +11,25 @@ logger = logging.getLogger("jobprogress")
 
 _PASSWORD = re.compile(r"^(?P<head>[^:/?#]+://[^:/@?#]*:)[^@/?#]*(?P<tail>@)")
 
-_warned: set[str] = set()
+_warned: set[object] = set()
 
 
-def warn_once(kind: str, text: str, *args: object) -> None:
-    """Log ``text`` as a warning the first time ``kind`` comes up in this process, at debug level after."""
-    if kind in _warned:
+def warn_once(kind: object, text: str, *args: object, seen: set[object] | None = None) -> None:
+    """Log ``text`` as a warning the first time ``kind`` comes up, at debug level after.
+
+    Once per process, or once per owner of ``seen`` (a mailbox warns once per kind of failure of its sink).
+    """
+    seen = _warned if seen is None else seen
+    if kind in seen:
         logger.debug(text, *args)
         return
-    _warned.add(kind)
+    seen.add(kind)
     logger.warning(text, *args)
+
+
+def reset() -> None:
+    """Forget which warnings were logged (``jobprogress.testing.reset``)."""
+    _warned.clear()
 
 
 def redact_url(url: str) -> str:

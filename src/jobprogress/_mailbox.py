@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._log import redact_url
+from ._log import redact_url, warn_once
 from .errors import SinkError
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class Mailbox:
         self.outbox = outbox
         self._spooled: list[Path] = []
         self._replay_at = 0.0 if outbox is not None and outbox.files() else float("inf")
-        self._logged: set[tuple[str, bool]] = set()
+        self._logged: set[object] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._is_async = not callable(getattr(sink, "send", None)) and callable(getattr(sink, "asend", None))
         self.stats: dict[str, int] = dict.fromkeys(
@@ -237,11 +237,9 @@ class Mailbox:
             self.outbox.discard(spooled)
 
     def _log_once(self, kind: str, retryable: bool, text: str) -> None:
-        if (kind, retryable) in self._logged:
-            logger.debug("jobprogress: sink %s: %s", redact_url(self.name), text)
-            return
-        self._logged.add((kind, retryable))
-        logger.warning("jobprogress: sink %s: %s", redact_url(self.name), text)
+        warn_once(
+            (kind, retryable), "jobprogress: sink %s: %s", redact_url(self.name), text, seen=self._logged
+        )
 
     # -- waiting ---------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ __all__ = [
     "envelope_of",
     "flush",
     "reporter",
+    "reset",
     "settings",
     "shutdown",
     "stats",
@@ -163,6 +164,15 @@ def envelope_of(tracker: Tracker) -> JobProgressEnvelope:
 
         return build_envelope(tracker.state(), None, None)
     return current.envelope_of(tracker)
+
+
+def reset(timeout: float) -> None:
+    """Shut the reporter down and forget the settings and counters (``jobprogress.testing.reset``)."""
+    global _settings, _payload_drops
+    shutdown(timeout)
+    with _lock:
+        _settings = None
+        _payload_drops = 0
 
 
 def count_payload_drop() -> None:

@@ -18,7 +18,7 @@ Pass a :class:`FakeClock` to drive throttling, keepalives and rates deterministi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     Message = Heartbeat | ProgressUpdate
 
-__all__ = ["FakeClock", "ProgressCapture", "capture_progress", "registered_sink"]
+__all__ = ["FakeClock", "ProgressCapture", "capture_progress", "registered_sink", "reset"]
 
 
 class FakeClock:
@@ -46,22 +46,6 @@ class FakeClock:
         if seconds < 0:
             raise ValueError(f"a monotonic clock cannot go back ({seconds})")
         self.now += seconds
-
-
-class _CaptureSink:
-    use_outbox = False
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.messages = messages
-
-    def send(self, messages: Sequence[Message]) -> None:
-        self.messages.extend(messages)
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def close(self, timeout: float) -> None:
-        pass
 
 
 class ProgressCapture:
@@ -135,13 +119,16 @@ def capture_progress(*, clock: FakeClock | None = None) -> Iterator[ProgressCapt
     """
     from . import _runtime
     from ._reporter import Reporter
+    from .sinks.memory import MemorySink
 
     capture = ProgressCapture(clock)
+    sink = MemorySink()
+    sink.messages = capture.messages
     monotonic = clock if clock is not None else time.monotonic
     epoch = time.time() - monotonic()
     reporter = Reporter(
         _runtime.settings(),
-        [("capture", _CaptureSink(capture.messages))],
+        [("capture", sink)],
         clock=monotonic,
         wallclock=lambda: epoch + monotonic(),
         threaded=False,
@@ -177,3 +164,17 @@ def registered_sink(scheme: str, factory: SinkFactory) -> Iterator[None]:
         yield
     finally:
         _plugins.remove_plugin(plugin)
+
+
+def reset(timeout: float = 1.0) -> None:
+    """Put jobprogress back as a fresh process has it (as structlog's ``reset_defaults``), between tests.
+
+    Shuts the reporter down (bounded by ``timeout``), forgets the configuration (the next use reads
+    ``JOBPROGRESS_*`` again), the loaded plugins, the warnings already logged once and the payload drop
+    count. Tests that configure jobprogress call it before and after each test.
+    """
+    from . import _log, _plugins, _runtime
+
+    _runtime.reset(timeout)
+    _plugins.reset()
+    _log.reset()

@@ -12,7 +12,6 @@ transaction by :mod:`._attempts`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from jobprogress._validate import payload_json
 from jobprogress.envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
 from jobprogress.errors import StoreError
 
@@ -67,7 +67,7 @@ def _payload_json(envelope: JobProgressEnvelope) -> str | None:
     try:
         # allow_nan=False: Postgres and strict JSON readers reject NaN; the envelope guard refuses it,
         # so this only fires for a message built around the guard.
-        return json.dumps(envelope.payload, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        return payload_json(envelope.payload)
     except (TypeError, ValueError):
         logger.warning("dropping a payload that is not strict JSON")
         return None
