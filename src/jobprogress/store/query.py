@@ -55,8 +55,6 @@ _RANKS: Final = 4
 _ATTEMPT_PREFIX: Final = 1_000_000_000
 """Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
 
-"""What ``jobs(status=...)`` accepts: a job's state, the word a Jobs view shows for it."""
-
 
 def _names(what: str, value: str | Iterable[str] | None, allowed: tuple[str, ...] | None) -> list[str] | None:
     if value is None:
