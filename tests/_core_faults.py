@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from jobprogress._counter import CounterBase, PyCounterBase
+from jobprogress._tracker import Tracker
 from jobprogress.envelope import Heartbeat, ProgressUpdate, parse_message
 from jobprogress.testing import registered_sink
 
@@ -191,3 +193,25 @@ def progress_of(messages: Sequence[Message], job_id: str) -> list[tuple[int, int
         (m.seq, m.progress.items_done) for m in messages if m.job_id == job_id and m.progress is not None
     ]
     return sorted(found)
+
+
+# -- the hot-path counter, C and pure Python, with the tracker's validation --------------------------
+
+
+class PyCounted(PyCounterBase):
+    """The pure-Python counter with Tracker's validation: what runs where the C accelerator is not built."""
+
+    __slots__ = ()
+    _advance_slow = Tracker._advance_slow
+
+
+class CCounted(CounterBase):  # type: ignore[valid-type,misc]
+    __slots__ = ()
+    _advance_slow = Tracker._advance_slow
+
+
+C_BUILT = CounterBase is not PyCounterBase
+COUNTERS = [
+    pytest.param(PyCounted, id="python"),
+    pytest.param(CCounted, id="c", marks=pytest.mark.skipif(not C_BUILT, reason="C accelerator not built")),
+]

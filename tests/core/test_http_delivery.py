@@ -55,7 +55,7 @@ def _sink_stats() -> dict:
 
 
 def _delivered(timeout: float) -> bool:
-    """Poll ``jp.flush`` until everything is delivered (a Retry-After past its deadline ends a flush early)."""
+    """Poll ``jp.flush`` until all is delivered (a Retry-After past its deadline ends a flush early)."""
     return wait_for(lambda: jp.flush(0.5), timeout=timeout, interval=0.05)
 
 
@@ -283,20 +283,27 @@ def test_row28_the_sdk_honours_503_retry_after_from_a_busy_collector() -> None:
 _WORKER = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
     import jobprogress as jp
 
-    url, index = sys.argv[1], int(sys.argv[2])
+    url, index, barrier, count = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
     jp.configure(sinks=[url], worker_id=f"proc-{index}", interval=0.05, keepalive=5)
-    for job in range(5):
-        job_id = f"multi-{job}"
-        try:
-            with jp.track(job_id, unit="rows", total=200, kind="parse") as tracker:
-                for _ in range(200):
-                    tracker.advance()
-                if job == 4 and index == 0:
-                    raise ValueError("bad row 17")
-        except ValueError:
-            pass
+    # A fan-out: every worker has started every job before any ends, so they are one attempt each.
+    trackers = [jp.track(f"multi-{job}", unit="rows", total=200, kind="parse").start() for job in range(5)]
+    assert jp.flush(20)
+    (barrier / str(index)).touch()
+    deadline = time.monotonic() + 30
+    while len(list(barrier.iterdir())) < count:
+        if time.monotonic() > deadline:
+            sys.exit(4)
+        time.sleep(0.01)
+    for job, tracker in enumerate(trackers):
+        for _ in range(200):
+            tracker.advance()
+        if job == 4 and index == 0:
+            tracker.fail(ValueError("bad row 17"))
+        else:
+            tracker.finish()
     deadline = time.monotonic() + 20
     while not jp.flush(1.0):
         if time.monotonic() > deadline:
@@ -306,9 +313,11 @@ _WORKER = textwrap.dedent(
 )
 
 
-def _run_workers(url: str, count: int, env: dict[str, str]) -> None:
+def _run_workers(url: str, count: int, env: dict[str, str], barrier: Path) -> None:
+    barrier.mkdir()
     processes = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, url, str(index)], env=env) for index in range(count)
+        subprocess.Popen([sys.executable, "-c", _WORKER, url, str(index), str(barrier), str(count)], env=env)
+        for index in range(count)
     ]
     for process in processes:
         assert process.wait(timeout=60) == 0
@@ -329,7 +338,7 @@ def test_workers_in_several_processes_report_every_final_state(backend: str, tmp
     app = create_app(db_url, token=TOKEN, table_prefix=prefix)
     try:
         with running_app(app) as url:
-            _run_workers(url, 4, _worker_env())
+            _run_workers(url, 4, _worker_env(), tmp_path / "barrier")
             jobs = httpx.get(f"{url}/v1/jobs", headers=auth()).json()
     finally:
         if backend == "postgres":
