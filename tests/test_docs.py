@@ -190,4 +190,5 @@ def test_docs_pages_exist() -> None:
         "user-guide.md",
         "plugins.md",
         "configuration.md",
+        "architecture.md",
     }
