@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._log import redact_url, warn_once
+from ._threads import start_daemon
 from .errors import SinkError
 
 if TYPE_CHECKING:
@@ -401,10 +402,8 @@ class Mailbox:
         with self._lock:
             if self._thread is not None:
                 return
-            thread = threading.Thread(target=self._run, name=f"jobprogress-sink-{self.name}", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down: deliver inline at flush instead
+            thread = start_daemon(self._run, f"jobprogress-sink-{redact_url(self.name)}")
+            if thread is None:  # interpreter shutting down: deliver inline at flush instead
                 self._threaded = False
                 return
             self._thread = thread
@@ -451,12 +450,8 @@ class Mailbox:
         self._stopping = True
         thread = self._thread
         if thread is None:  # never sent anything: close on a helper thread, so a hanging close is bounded
-            closer = threading.Thread(
-                target=self._close_sink, name=f"jobprogress-close-{self.name}", daemon=True
-            )
-            try:
-                closer.start()
-            except RuntimeError:  # interpreter shutting down: no threads any more, close inline
+            closer = start_daemon(self._close_sink, f"jobprogress-close-{redact_url(self.name)}")
+            if closer is None:  # interpreter shutting down: no threads any more, close inline
                 self._close_sink()
                 return
             closer.join(max(timeout, 0.0))

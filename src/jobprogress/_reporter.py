@@ -23,6 +23,7 @@ from ._mailbox import Mailbox
 from ._messages import MessageBuilder, build_envelope
 from ._outbox import Outbox, outbox_root
 from ._states import FINAL_STATUSES, RUNNING
+from ._threads import start_daemon
 from .estimator import ThroughputEstimator
 
 if TYPE_CHECKING:
@@ -235,10 +236,8 @@ class Reporter:
         with self._thread_lock:
             if self._thread is not None:
                 return
-            thread = threading.Thread(target=self._run, name="jobprogress-reporter", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down: run inline from now on
+            thread = start_daemon(self._run, "jobprogress-reporter")
+            if thread is None:  # interpreter shutting down: run inline from now on
                 self._threaded = False
                 for mailbox in self.mailboxes:
                     mailbox._threaded = False

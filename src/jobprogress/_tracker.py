@@ -9,13 +9,12 @@ delivery: a worker running thousands of short jobs never pays a sink round trip 
 from __future__ import annotations
 
 import itertools
-import operator
 import os
-import sys
 from contextvars import ContextVar, Token
 
 from . import _validate as v
 from ._counter import CounterBase
+from ._iterate import IterEnd, Probe, counted
 from ._states import FINAL_STATUSES, MAX_KIND_LENGTH, RUNNING
 from .errors import InvalidProgressError, PayloadTooLargeError, TrackerStateError
 
@@ -23,7 +22,7 @@ from .errors import InvalidProgressError, PayloadTooLargeError, TrackerStateErro
 # cost of `import jobprogress`. Type checkers treat any name TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from types import TracebackType
     from typing import Any, Final, TypeVar
 
@@ -41,21 +40,6 @@ _CANCELLATIONS: Final = frozenset({"CancelledError", "Cancelled"})
 
 _current: ContextVar[Tracker | None] = ContextVar("jobprogress_current", default=None)
 
-# Iterators whose remaining length is exact: iter() counts them with no per-item work at all.
-_EXACT_LENGTH_SAMPLES: tuple[object, ...] = (
-    [],
-    (),
-    range(0),
-    "",
-    b"",
-    bytearray(),
-    {},
-    {}.values(),
-    {}.items(),
-    set(),
-)
-_EXACT_LENGTH_ITERATORS: Final = frozenset(type(iter(sample)) for sample in _EXACT_LENGTH_SAMPLES)  # type: ignore[call-overload]
-
 
 def current() -> Tracker:
     """The innermost active tracker of this thread or asyncio task (``with``/``async with``/decorator).
@@ -70,66 +54,6 @@ def current() -> Tracker:
             "decorated with @track(...)"
         )
     return tracker
-
-
-class _Probe:
-    """Counts the items an ``iter()`` has handed out, read by the reporter instead of a per-item add.
-
-    Both ways are C-level and public: an exact-length iterator's own ``__length_hint__``, or the
-    ``__length_hint__`` of an ``itertools.repeat`` that ``compress()`` takes one selector from per item.
-    """
-
-    __slots__ = ("_iterator", "_length")
-
-    def __init__(self, iterator: Any, length: int) -> None:
-        self._iterator = iterator
-        self._length = length
-
-    def handed_out(self) -> int:
-        return max(self._length - operator.length_hint(self._iterator), 0)
-
-
-class _IterEnd:
-    """Last element of the chain ``iter()`` returns: finishes the tracker when the loop is exhausted.
-
-    If the loop is abandoned (``break``, an exception) the chain is dropped and ``__del__`` settles the
-    count; a tracker that ``iter()`` itself started is then marked cancelled.
-    """
-
-    __slots__ = ("_ended", "_owns", "_probe", "_tracker")
-
-    def __init__(self, tracker: Tracker, probe: _Probe, owns: bool) -> None:
-        self._tracker = tracker
-        self._probe = probe
-        self._owns = owns
-        self._ended = False
-
-    def __iter__(self) -> _IterEnd:
-        return self
-
-    def __next__(self) -> Any:
-        self._end(exhausted=True)
-        raise StopIteration
-
-    def __del__(self) -> None:
-        if not self._ended:
-            try:
-                self._end(exhausted=False)
-            except Exception:  # never raise from a finalizer
-                pass
-
-    def _end(self, *, exhausted: bool) -> None:
-        self._ended = True
-        tracker = self._tracker
-        if tracker._probe is self._probe:  # else the tracker or a later iter() already counted it
-            handed_out = self._probe.handed_out()
-            tracker._done += handed_out if exhausted else max(handed_out - 1, 0)
-            tracker._probe = None
-        if self._owns and tracker._status == RUNNING:
-            if exhausted:
-                tracker.finish()
-            else:
-                tracker.cancel()
 
 
 class Tracker(CounterBase):
@@ -159,7 +83,7 @@ class Tracker(CounterBase):
     )
 
     _job: JobSpec
-    _probe: _Probe | None
+    _probe: Probe | None
 
     def __init__(
         self,
@@ -414,16 +338,21 @@ class Tracker(CounterBase):
         if previous is not None:  # another loop over this tracker is active: settle what it completed
             self._done += max(previous.handed_out() - 1, 0)
             self._probe = None
-        iterator = iter(iterable)
-        if type(iterator) in _EXACT_LENGTH_ITERATORS:
-            probe = _Probe(iterator, operator.length_hint(iterator))
-            core: Iterator[T] = iterator
-        else:
-            selectors = itertools.repeat(True, sys.maxsize)
-            probe = _Probe(selectors, sys.maxsize)
-            core = itertools.compress(iterator, selectors)  # one True taken per item: a C-level tally
+        core, probe = counted(iterable)
         self._probe = probe
-        return itertools.chain(core, _IterEnd(self, probe, owns))
+        return itertools.chain(core, IterEnd(self, probe, owns))
+
+    def _iter_ended(self, probe: Probe, owns: bool, *, exhausted: bool) -> None:
+        """An ``iter()`` loop ended: add what it completed; finish (or cancel) a run it started."""
+        if self._probe is probe:  # else the tracker or a later iter() already counted it
+            handed_out = probe.handed_out()
+            self._done += handed_out if exhausted else max(handed_out - 1, 0)
+            self._probe = None
+        if owns and self._status == RUNNING:
+            if exhausted:
+                self.finish()
+            else:
+                self.cancel()
 
     # -- decorator -------------------------------------------------------------------------------
 
@@ -444,44 +373,9 @@ class Tracker(CounterBase):
         ``job`` may be a template over the bound arguments (``"scan-{source_id}"``), a callable taking
         the same arguments, a plain string, or None (the function's qualified name).
         """
-        import functools
-        import inspect
+        from ._decorate import decorate
 
-        job_for = _job_resolver(self._job, func)
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with self._clone(job_for(args, kwargs)):
-                    return await func(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        if inspect.isasyncgenfunction(func):
-
-            @functools.wraps(func)
-            async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                async with self._clone(job_for(args, kwargs)):
-                    async for item in func(*args, **kwargs):
-                        yield item
-
-            return agen_wrapper  # type: ignore[return-value]
-
-        if inspect.isgeneratorfunction(func):
-
-            @functools.wraps(func)
-            def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-                with self._clone(job_for(args, kwargs)):
-                    return (yield from func(*args, **kwargs))
-
-            return gen_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._clone(job_for(args, kwargs)):
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
+        return decorate(func, self._job, self._clone)
 
     # -- snapshot --------------------------------------------------------------------------------
 
@@ -537,44 +431,6 @@ class TrackerState:
 
     def __repr__(self) -> str:
         return f"<TrackerState {self.job_id!r} {self.status} {self.done}/{self.total} v{self.version}>"
-
-
-def _job_resolver(
-    spec: JobSpec, func: Callable[..., Any]
-) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
-    """Decide once, at decoration, how each call's job id is made."""
-    import inspect
-    import string
-
-    if spec is None:
-        name = f"{func.__module__}.{func.__qualname__}"
-        return lambda args, kwargs: name
-    if callable(spec):
-        make = spec
-
-        def from_callable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            return v.check_id("job id", make(*args, **kwargs))
-
-        return from_callable
-    fields = [field for _, field, _, _ in string.Formatter().parse(spec) if field is not None]
-    if not fields:
-        return lambda args, kwargs: spec
-    signature = inspect.signature(func)
-    names = set(signature.parameters)
-    for field in fields:
-        root = field.split(".", 1)[0].split("[", 1)[0]
-        if root not in names:
-            raise InvalidProgressError(
-                f"job template {spec!r} uses {{{field}}}, which is not a parameter of {func.__qualname__}; "
-                f"parameters: {', '.join(names) or '(none)'}"
-            )
-
-    def from_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return v.check_id("job id", spec.format_map(bound.arguments))
-
-    return from_template
 
 
 def track(
