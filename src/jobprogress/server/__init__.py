@@ -12,7 +12,9 @@ is first used, and a missing extra raises :class:`~jobprogress.errors.MissingExt
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jobprogress._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .app import create_app
@@ -29,10 +31,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'jobprogress.server' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module_name), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
