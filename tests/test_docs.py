@@ -13,7 +13,7 @@ import pytest
 
 from jobprogress import hookspecs
 from jobprogress.config import ENV_PREFIX, Settings
-from jobprogress.sinks import AsyncSink, Sink
+from jobprogress.sinks import AsyncSink, ResumableSink, Sink
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -120,6 +120,7 @@ def test_no_documented_hook_is_missing_from_hookspecs() -> None:
         AsyncSink.asend,
         AsyncSink.aflush,
         AsyncSink.aclose,
+        ResumableSink.stored_done,
     ],
     ids=lambda method: method.__qualname__,
 )
