@@ -272,7 +272,7 @@ def test_concurrent_reads_from_threads(store_target: StoreTarget, writer: StoreW
             thread.start()
         for thread in threads:
             thread.join()
-        key = store._lease[0] if store._lease else None
+        key = store._lease.key
         assert key is not None
         assert _engine._users[key] == 2  # this store once, the writer once: no lease leaked by a race
     assert results == [20] * 40

@@ -22,6 +22,7 @@ from jobprogress.hookspecs import RegisterSink, hookimpl
 
 if TYPE_CHECKING:
     from jobprogress.envelope import Heartbeat, ProgressUpdate
+    from jobprogress.store._url import StoreURL
     from jobprogress.store.writer import StoreWriter
 
 __all__ = ["SCHEMES", "SqlSink", "jobprogress_register_sinks"]
@@ -69,35 +70,33 @@ class SqlSink:
     """
 
     def __init__(self, url: str) -> None:
-        from jobprogress.store._engine import backend_of, check_sqlite_file, parse_url, require_driver
-        from jobprogress.store.schema import check_prefix
+        from jobprogress.store._url import StoreURL, check_sqlite_file
 
         driver_url, self._table_prefix, self._history = split_sink_url(url)
-        backend = backend_of(driver_url)
-        require_driver(backend, f"the {url.split('://', 1)[0]}:// sink")
-        parsed = parse_url(driver_url)
-        check_prefix(self._table_prefix)
-        if backend == "sqlite":
+        # Parsed and checked once, here: every writer of this sink (a forked child's too) takes it as is.
+        self._target: StoreURL = StoreURL.parse(driver_url, f"the {url.split('://', 1)[0]}:// sink")
+        if self._target.backend == "sqlite":
             try:
-                check_sqlite_file(parsed, must_exist=False)
+                check_sqlite_file(self._target.url, must_exist=False)
             except StoreError as exc:
                 raise ConfigurationError(str(exc)) from None
-        self._url = driver_url
-        self.url = parsed.render_as_string(hide_password=True)
+        self.url = self._target.shown
         self._lock = threading.Lock()
         self._closed = False
         # Everything a first send would load lazily is loaded here, in the configuring thread: the
         # writer, its tables and statements, the dialect and its driver. Done on the sender thread, a
-        # fork in that window would leave a child an import lock or cache lock held for ever.
-        from jobprogress.store.writer import StoreWriter
-
-        self._writer: StoreWriter | None = StoreWriter(
-            self._url, table_prefix=self._table_prefix, history=self._history
-        )
+        # fork in that window would leave a child an import lock or cache lock held for ever. The
+        # writer checks the table prefix.
+        self._writer: StoreWriter | None = self._new_writer()
         self._pid = os.getpid()
-        dialect_class = parsed.get_dialect()
+        dialect_class = self._target.url.get_dialect()
         dialect_class.import_dbapi()
         self._writer.prepare(dialect_class)
+
+    def _new_writer(self) -> StoreWriter:
+        from jobprogress.store.writer import StoreWriter
+
+        return StoreWriter(self._target, table_prefix=self._table_prefix, history=self._history)
 
     def _get_writer(self) -> StoreWriter:
         writer = self._writer
@@ -107,10 +106,8 @@ class SqlSink:
             if self._closed:
                 raise SinkError(f"the sink for {self.url} is closed", retryable=False)
             if self._writer is None or self._pid != os.getpid():
-                from jobprogress.store.writer import StoreWriter
-
                 # After fork the inherited writer is left alone: its engine belongs to the parent.
-                self._writer = StoreWriter(self._url, table_prefix=self._table_prefix, history=self._history)
+                self._writer = self._new_writer()
                 self._pid = os.getpid()
             return self._writer
 

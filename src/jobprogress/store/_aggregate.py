@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from jobprogress._states import FAILED, RUNNING, job_status
+from jobprogress._states import FAILED, MAX_COUNT, RUNNING, job_status
 from jobprogress.envelope import trusted
 from jobprogress.store.views import JobView, WorkerView
 
@@ -32,7 +32,7 @@ WORKER_COLUMNS: Final = (
 )  # fmt: skip
 
 
-_MAX_ETA: Final = float(2**63 - 1)
+_MAX_ETA: Final = float(MAX_COUNT)
 
 
 def _time(value: float | None) -> datetime | None:

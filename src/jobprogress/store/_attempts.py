@@ -21,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from jobprogress._states import RUNNING
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.sql import CompoundSelect
@@ -131,7 +133,7 @@ class AttemptPlanner:
             def among(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
                 return column.in_(bindparam(name, expanding=True))
 
-        running = case((table.c.status == "running", 1), else_=0)
+        running = case((table.c.status == RUNNING, 1), else_=0)
         # Per job and attempt: how many rows run. Per (job, worker) of the batch: its stored row.
         per_attempt = (
             select(

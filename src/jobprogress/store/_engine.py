@@ -1,4 +1,4 @@
-"""Engines for the store: URL rules, per-backend connection setup, one shared engine per URL and process.
+"""Engines for the store: per-backend connection setup, and one shared engine per URL, settings and process.
 
 Backends differ in how they must be driven, and this module is the only place that knows it:
 
@@ -6,12 +6,13 @@ Backends differ in how they must be driven, and this module is the only place th
   transaction that reads and then writes fails at once with "database is locked", whatever the
   timeout), plain ``BEGIN`` for reads so a Jobs view never takes the write lock.
 * Postgres (psycopg 3): pooled with pre-ping, bounded connect, statement and lock timeouts;
-  ``postgresql://`` means psycopg 3, and query parameters such as ``options`` pass through untouched.
+  query parameters such as ``options`` pass through untouched.
 * DuckDB: one writing process per file. Connections are not pooled, so the file lock is held only
   while a batch is written; a conflict names the process that holds the lock.
 
-Engines are cached per (URL, settings, process): stores for one URL share one engine, and a forked
-child never reuses a connection its parent opened.
+Engines are cached per (URL, settings, process): writers and stores for one URL hold an
+:class:`EngineLease` on one engine, and a forked child never reuses a connection its parent opened.
+URLs themselves are parsed and checked in :mod:`._url`.
 """
 
 from __future__ import annotations
@@ -19,45 +20,34 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._forklock import ForkGate
-from jobprogress.errors import ConfigurationError, MissingExtraError, StoreError
+from jobprogress.errors import StoreError
+
+from ._url import Backend, StoreURL, sqlite_path
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
-    "Backend",
+    "EngineLease",
     "EngineSettings",
     "acquire_engine",
-    "backend_of",
     "connect",
     "describe_error",
     "now_sql",
-    "parse_url",
     "release_engine",
-    "safe_url",
 ]
 
-Backend = Literal["sqlite", "postgresql", "duckdb"]
-
-SQLITE_HEADER: Final = b"SQLite format 3\x00"
 WAL_CAP_BYTES: Final = 64 * 1024 * 1024
 """Checkpoint (and truncate) the SQLite WAL once it passes this size."""
 
 _READ_OPTION: Final = "jobprogress_read"
-
-_DRIVERS: Final[dict[Backend, tuple[str, tuple[str, ...]]]] = {
-    "sqlite": ("sql", ("sqlite3",)),
-    "postgresql": ("postgres", ("psycopg",)),
-    "duckdb": ("duckdb", ("duckdb", "duckdb_engine")),
-}
-"""Per backend: the extra that installs it, and the modules it needs besides SQLAlchemy."""
 
 
 @dataclass(frozen=True)
@@ -77,119 +67,6 @@ class EngineSettings:
     lock_timeout: float = 5.0
 
 
-def _import_sqlalchemy(feature: str) -> None:
-    try:
-        import sqlalchemy  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(feature, "sql", exc.name or "sqlalchemy") from None
-
-
-def backend_of(url: str) -> Backend:
-    """The backend of a store URL, from its scheme.
-
-    Raises:
-        ConfigurationError: the scheme is not one of sqlite, duckdb, postgresql(+psycopg).
-    """
-    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
-    if scheme == "sqlite":
-        return "sqlite"
-    if scheme == "duckdb":
-        return "duckdb"
-    if scheme in ("postgresql", "postgresql+psycopg"):
-        return "postgresql"
-    raise ConfigurationError(
-        f"store URL {safe_text(str(url))!r} is not supported; use sqlite:///PATH, duckdb:///PATH, "
-        "postgresql://... or postgresql+psycopg://..."
-    )
-
-
-def require_driver(backend: Backend, feature: str) -> None:
-    """Raise :class:`MissingExtraError` when the backend's optional dependencies are missing."""
-    import importlib.util
-
-    extra, modules = _DRIVERS[backend]
-    _import_sqlalchemy(feature)
-    for module in modules:
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtraError(feature, extra, module)
-
-
-def parse_url(url: str) -> URL:
-    """Parse and normalise a store URL: ``postgresql://`` becomes ``postgresql+psycopg://``.
-
-    Raises:
-        ConfigurationError: the URL cannot be parsed or names another driver.
-    """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    backend = backend_of(url)
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise ConfigurationError(f"store URL {safe_text(url)!r} cannot be parsed: {exc}") from None
-    if backend == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def safe_text(url: str) -> str:
-    """A URL string with any password masked, for messages and logs."""
-    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
-
-
-def safe_url(url: URL) -> str:
-    """Render a parsed URL with its password hidden."""
-    return url.render_as_string(hide_password=True)
-
-
-def sqlite_path(url: URL) -> str | None:
-    """The file of a SQLite URL, or None for an in-memory database."""
-    database = url.database
-    if not database or database == ":memory:" or url.query.get("mode") == "memory":
-        return None
-    if database.startswith("file:"):
-        return database[5:].split("?", 1)[0]
-    return database
-
-
-def database_file(url: URL) -> str | None:
-    """The file of a SQLite or DuckDB URL; None for in-memory databases and servers."""
-    if url.drivername.startswith("sqlite"):
-        return sqlite_path(url)
-    if url.drivername.startswith("duckdb") and url.database and url.database != ":memory:":
-        return url.database
-    return None
-
-
-def check_sqlite_file(url: URL, *, must_exist: bool) -> None:
-    """Check a SQLite file without opening it: the directory exists, the file is a SQLite database.
-
-    Raises:
-        StoreError: the file is missing (when ``must_exist``), its directory is not a directory, or
-            the file holds something other than a SQLite database.
-    """
-    path = sqlite_path(url)
-    if path is None:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StoreError(f"cannot use SQLite database {path!r}: {directory!r} is not a directory")
-    if not os.path.exists(path):
-        if must_exist:
-            raise StoreError(f"SQLite database {path!r} does not exist")
-        return
-    if os.path.isdir(path):
-        raise StoreError(f"cannot use SQLite database {path!r}: it is a directory")
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise StoreError(f"cannot read SQLite database {path!r}: {exc.strerror or exc}") from None
-    if header and header != SQLITE_HEADER:
-        raise StoreError(f"{path!r} is not a SQLite database (its first bytes are not a SQLite header)")
-
-
 EngineKey = tuple[str, str, EngineSettings, int]
 
 _engines: dict[EngineKey, Engine] = {}
@@ -197,19 +74,19 @@ _users: dict[EngineKey, int] = {}
 _engines_lock = threading.Lock()
 
 
-def acquire_engine(url: URL, settings: EngineSettings) -> tuple[EngineKey, Engine]:
-    """The shared engine of this process for ``url``; give it back with :func:`release_engine`.
+def acquire_engine(target: StoreURL, settings: EngineSettings) -> tuple[EngineKey, Engine]:
+    """The shared engine of this process for ``target``; give it back with :func:`release_engine`.
 
     Stores and writers for one URL share one engine (and so one pool). DuckDB readers open the file
     read-write too: DuckDB refuses a second, differently configured handle on a file within one
     process, and a read-only handle would not let another process write meanwhile anyway.
     """
-    backend = backend_of(url.drivername + "://")
-    key: EngineKey = (url.render_as_string(hide_password=False), backend, settings, os.getpid())
+    url = target.url
+    key: EngineKey = (url.render_as_string(hide_password=False), target.backend, settings, os.getpid())
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _create_engine(url, backend, settings)
+            engine = _create_engine(url, target.backend, settings)
             _engines[key] = engine
         _users[key] = _users.get(key, 0) + 1
     return key, engine
@@ -242,6 +119,74 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class EngineLease:
+    """One holder's share of the shared engine for a URL: taken on first use, again after a fork.
+
+    A writer or a store holds one lease. The first :meth:`engine` call acquires the engine of this
+    process; a forked child acquires its own and leaves its parent's engine and connections alone;
+    :meth:`close` gives the engine back once, after which :meth:`engine` raises.
+
+    Args:
+        target: The parsed store URL.
+        settings: The connection settings; engines are shared only between equal settings.
+        holder: What holds the lease, for the "is closed" message ("the store writer").
+        on_acquire: Called before each acquisition (a writer checks its SQLite file there).
+    """
+
+    __slots__ = ("_closed", "_held", "_holder", "_lock", "_on_acquire", "_settings", "_target")
+
+    def __init__(
+        self,
+        target: StoreURL,
+        settings: EngineSettings,
+        *,
+        holder: str,
+        on_acquire: Callable[[], None] | None = None,
+    ) -> None:
+        self._target = target
+        self._settings = settings
+        self._holder = holder
+        self._on_acquire = on_acquire
+        self._lock = threading.Lock()  # the collector reads from several threads: acquire once
+        self._held: tuple[EngineKey, Engine] | None = None
+        self._closed = False
+
+    @property
+    def key(self) -> EngineKey | None:
+        """The key of the engine held now, or None before the first use and after closing."""
+        held = self._held
+        return None if held is None else held[0]
+
+    def engine(self) -> Engine:
+        """The engine of this process, acquired on first use.
+
+        Raises:
+            StoreError: the lease was closed.
+        """
+        if self._closed:
+            raise StoreError(f"the {self._holder} for {self._target.shown} is closed")
+        held = self._held
+        if held is not None and held[0][3] == os.getpid():
+            return held[1]
+        with self._lock:
+            held = self._held
+            if held is None or held[0][3] != os.getpid():
+                # Forked (or first use): the parent's engine and its connections stay the parent's.
+                self._held = None
+                if self._on_acquire is not None:
+                    self._on_acquire()
+                held = self._held = acquire_engine(self._target, self._settings)
+            return held[1]
+
+    def close(self) -> None:
+        """Give the engine back; idempotent."""
+        with self._lock:
+            self._closed = True
+            held, self._held = self._held, None
+        if held is not None and held[0][3] == os.getpid():  # a parent's engine stays the parent's
+            release_engine(held[0])
 
 
 def _create_engine(url: URL, backend: Backend, settings: EngineSettings) -> Engine:
@@ -393,15 +338,15 @@ def now_sql(backend: Backend) -> ColumnElement[float]:
 _DUCKDB_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
-def describe_error(exc: BaseException, url: URL) -> str:
+def describe_error(exc: BaseException, target: StoreURL) -> str:
     """A one-line, secret-free explanation of a database error, naming what to do where we know."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
-    where = safe_url(url)
+    where = target.shown
     holder = _DUCKDB_HOLDER.search(str(exc))
     if holder:
         return (
-            f"DuckDB file {url.database!r} is locked by another process "
+            f"DuckDB file {target.url.database!r} is locked by another process "
             f"(PID {holder['pid']}, {holder['program']}); DuckDB allows one writing process per file, "
             "so use SQLite or Postgres (or the HTTP collector) when several processes write"
         )

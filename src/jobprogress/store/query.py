@@ -13,28 +13,14 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from jobprogress._states import STATUS_FILTERS
-from jobprogress._validate import MAX_COUNT
+from jobprogress._states import JOB_STATUS_PRECEDENCE, LOST, MAX_COUNT, RUNNING, STALLED, STATUS_FILTERS
 from jobprogress.errors import ConfigurationError, StoreError
 from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, gc_paused
-from jobprogress.store._engine import (
-    EngineKey,
-    EngineSettings,
-    acquire_engine,
-    backend_of,
-    check_sqlite_file,
-    connect,
-    database_file,
-    describe_error,
-    now_sql,
-    parse_url,
-    release_engine,
-    require_driver,
-)
+from jobprogress.store._engine import EngineLease, EngineSettings, connect, describe_error, now_sql
+from jobprogress.store._url import StoreURL, check_sqlite_file, database_file
 from jobprogress.store.schema import ATTEMPTS_VERSION, check_version, read_schema_version, tables_for
 from jobprogress.store.views import JobView
 
@@ -48,9 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["STATUS_FILTERS", "ProgressStore"]
 
 # Ranks of a row within its attempt (see ProgressStore._statement); _RANKS is one more than the highest.
-_SUCCEEDED, _CANCELLED, _RUNNING, _FAILED = 0, 1, 2, 3
+_STATUS_RANK: Final = {status: rank for rank, status in enumerate(reversed(JOB_STATUS_PRECEDENCE))}
+"""A status's rank: the job's status is its workers' highest (the first in the precedence)."""
 _NOT_RUNNING, _LOST, _STALLED, _PROGRESSING = 0, 1, 2, 3
-_RANKS: Final = 4
+_RANKS: Final = max(len(_STATUS_RANK), _PROGRESSING + 1)
 
 _ATTEMPT_PREFIX: Final = 1_000_000_000
 """Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
@@ -104,19 +91,17 @@ class ProgressStore:
             raise ConfigurationError(f"stall_after must be a number of seconds, not {stall_after!r}")
         if not math.isfinite(stall_after) or stall_after <= 0:
             raise ConfigurationError(f"stall_after must be a positive number of seconds, got {stall_after!r}")
-        self._backend = backend_of(url)
-        require_driver(self._backend, f"reading the {self._backend} store")
-        self._url = parse_url(url)
+        self._target = StoreURL.parse(url, "reading the {backend} store")
+        self._backend = self._target.backend
+        self._url = self._target.url
         self._tables = tables_for(table_prefix)
         self._stall_after = float(stall_after)
         self._clock = clock
         self._settings = EngineSettings(connect_timeout=connect_timeout, statement_timeout=statement_timeout)
         self._check_file()
-        self._lease: tuple[EngineKey, Engine] | None = None
-        self._lock = threading.Lock()
+        self._lease = EngineLease(self._target, self._settings, holder="progress store")
         self._version_checked = False
         self._has_attempts = False
-        self._closed = False
         self._views: ViewCache = {}
 
     @property
@@ -212,11 +197,7 @@ class ProgressStore:
 
     def close(self) -> None:
         """Release this store's hold on the shared engine; idempotent."""
-        with self._lock:
-            self._closed = True
-            lease, self._lease = self._lease, None
-        if lease is not None and lease[0][3] == os.getpid():
-            release_engine(lease[0])
+        self._lease.close()
 
     def __enter__(self) -> ProgressStore:
         return self
@@ -239,14 +220,26 @@ class ProgressStore:
 
         return self._tables.progress.c.attempt if attempts else literal(1, Integer())
 
-    def _worker_columns(self, attempts: bool) -> tuple[ColumnElement[Any], ...]:
-        from sqlalchemy import Float, and_, bindparam, case
+    def _liveness(self) -> tuple[ColumnElement[bool], ColumnElement[bool], ColumnElement[bool]]:
+        """Per row, on the store's clock: whether it runs, and whether it is lost or stalled.
+
+        A running worker is lost without a message since the ``cutoff`` parameter (now minus
+        ``stall_after``), and stalled when it sent messages since but no progress.
+        """
+        from sqlalchemy import Float, and_, bindparam
 
         table = self._tables.progress
         cutoff = bindparam("cutoff", type_=Float())
-        running = table.c.status == "running"
+        running = table.c.status == RUNNING
         worker_lost = and_(running, table.c.seen_at < cutoff)
         worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
+        return running, worker_lost, worker_stalled
+
+    def _worker_columns(self, attempts: bool) -> tuple[ColumnElement[Any], ...]:
+        from sqlalchemy import case
+
+        table = self._tables.progress
+        _, worker_lost, worker_stalled = self._liveness()
         return (
             *(table.c[name] for name in WORKER_COLUMNS[:-1]),
             self._attempt(attempts).label("attempt"),
@@ -265,13 +258,10 @@ class ProgressStore:
         limit: int | None,
         offset: int,
     ) -> Select[Any]:
-        from sqlalchemy import Float, String, and_, bindparam, case, cast, func, literal, select
+        from sqlalchemy import String, and_, case, cast, func, literal, select
 
         table = self._tables.progress
-        cutoff = bindparam("cutoff", type_=Float())
-        running = table.c.status == "running"
-        worker_lost = and_(running, table.c.seen_at < cutoff)
-        worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
+        running, worker_lost, worker_stalled = self._liveness()
         worker_columns = self._worker_columns(attempts)
         attempt = self._attempt(attempts)
         if (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0):
@@ -293,11 +283,10 @@ class ProgressStore:
         # outweighs any rank), so its remainder is the highest rank among the newest attempt's rows.
         # Status ranks follow the job status precedence; liveness ranks order running workers from
         # lost to progressing, so the job is lost when the best is lost, stalled when it is stalled.
+        *higher, lowest = JOB_STATUS_PRECEDENCE
         status_rank = case(
-            (table.c.status == "failed", _FAILED),
-            (running, _RUNNING),
-            (table.c.status == "cancelled", _CANCELLED),
-            else_=_SUCCEEDED,
+            *((table.c.status == status, _STATUS_RANK[status]) for status in higher),
+            else_=_STATUS_RANK[lowest],
         )
         live_rank = case(
             (worker_lost, _LOST),
@@ -331,17 +320,13 @@ class ProgressStore:
         newest = jobs.c.attempt
         best_status = jobs.c.status_rank % _RANKS
         best_live = jobs.c.live_rank % _RANKS
-        status = case(
-            (best_status == _FAILED, "failed"),
-            (best_status == _RUNNING, "running"),
-            (best_status == _CANCELLED, "cancelled"),
-            else_="succeeded",
-        )
+        # The rules of jobprogress._states.job_status and job_state, in SQL.
+        status = case(*((best_status == _STATUS_RANK[name], name) for name in higher), else_=lowest)
         state = case(
-            (best_status == _FAILED, "failed"),
-            (best_live == _LOST, "lost"),  # every running worker is lost
-            (best_live == _STALLED, "stalled"),  # one is stalled, the others stalled or lost
-            else_=status,
+            (best_status != _STATUS_RANK[RUNNING], status),
+            (best_live == _LOST, LOST),  # every running worker is lost
+            (best_live == _STALLED, STALLED),  # one is stalled, the others stalled or lost
+            else_=RUNNING,
         )
         page = select(jobs.c.job_id, jobs.c.attempt)
         if statuses is not None:
@@ -366,19 +351,7 @@ class ProgressStore:
         )
 
     def _engine(self) -> Engine:
-        if self._closed:
-            raise StoreError(
-                f"the progress store for {self._url.render_as_string(hide_password=True)} is closed"
-            )
-        lease = self._lease
-        if lease is not None and lease[0][3] == os.getpid():
-            return lease[1]
-        with self._lock:  # the collector reads from several threads: acquire the engine once
-            lease = self._lease
-            if lease is None or lease[0][3] != os.getpid():
-                lease = acquire_engine(self._url, self._settings)
-                self._lease = lease
-            return lease[1]
+        return self._lease.engine()
 
     def _check_file(self) -> None:
         if self._backend == "sqlite":
@@ -429,9 +402,9 @@ class ProgressStore:
                 missing = False
             if missing:
                 return []
-            raise StoreError(describe_error(exc, self._url)) from exc
+            raise StoreError(describe_error(exc, self._target)) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(describe_error(exc, self._url)) from exc
+            raise StoreError(describe_error(exc, self._target)) from exc
 
     def _tables_exist(self, connection: Connection) -> bool:
         from sqlalchemy import inspect

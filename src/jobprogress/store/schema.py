@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import DDLCompiler
     from sqlalchemy.sql.ddl import BaseDDLElement
 
-    from ._engine import Backend
+    from ._url import Backend
 
 __all__ = ["SCHEMA_VERSION", "StoreTables", "create_schema", "read_schema_version", "tables_for"]
 
@@ -117,8 +117,23 @@ def _attempt_column() -> Column[int]:
     )
 
 
+def _message_columns() -> list[Column[Any]]:
+    """The envelope's columns and the error, alike in the progress and the history table."""
+    from sqlalchemy import BigInteger, Column, Float, String, Text
+
+    return [
+        Column("unit", String(MAX_UNIT_LENGTH), nullable=True),
+        Column("done", BigInteger, nullable=True),
+        Column("total", BigInteger, nullable=True),
+        Column("throughput", Float(precision=53), nullable=True),
+        Column("eta_seconds", BigInteger, nullable=True),
+        Column("payload_json", Text, nullable=True),
+        Column("error", Text, nullable=True),
+    ]
+
+
 def _define(prefix: str) -> StoreTables:
-    from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+    from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table
 
     metadata = MetaData()
 
@@ -132,13 +147,7 @@ def _define(prefix: str) -> StoreTables:
         Column("worker_id", String(ID_LENGTH), primary_key=True),
         Column("kind", String(MAX_KIND_LENGTH), nullable=True),
         Column("status", String(16), nullable=False),
-        Column("unit", String(MAX_UNIT_LENGTH), nullable=True),
-        Column("done", BigInteger, nullable=True),
-        Column("total", BigInteger, nullable=True),
-        Column("throughput", Float(precision=53), nullable=True),
-        Column("eta_seconds", BigInteger, nullable=True),
-        Column("payload_json", Text, nullable=True),
-        Column("error", Text, nullable=True),
+        *_message_columns(),
         Column("run_id", String(ID_LENGTH), nullable=False),
         _attempt_column(),
         Column("seq", BigInteger, nullable=False, comment="highest seq applied"),
@@ -172,13 +181,7 @@ def _define(prefix: str) -> StoreTables:
         _attempt_column(),
         Column("kind", String(MAX_KIND_LENGTH), nullable=True),
         Column("status", String(16), nullable=True),
-        Column("unit", String(MAX_UNIT_LENGTH), nullable=True),
-        Column("done", BigInteger, nullable=True),
-        Column("total", BigInteger, nullable=True),
-        Column("throughput", Float(precision=53), nullable=True),
-        Column("eta_seconds", BigInteger, nullable=True),
-        Column("payload_json", Text, nullable=True),
-        Column("error", Text, nullable=True),
+        *_message_columns(),
         timestamp("updated_at", "worker clock"),
         timestamp("seen_at", "store clock: when the message was stored"),
     )
