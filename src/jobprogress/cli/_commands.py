@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import click
 from rich.console import Console
 
-from ._format import parse_states, summary_line
+from jobprogress._states import JOB_STATES, STATE_GROUPS
+
+from ._format import comma_separated, parse_states, summary_line
 from ._outbox import outbox
 from ._render import job_detail, jobs_table
 from ._safe import scrub
@@ -73,8 +75,8 @@ def _filter_options(func: _F) -> _F:
         "statuses",
         multiple=True,
         metavar="STATUS",
-        help="Only jobs showing this status (repeatable or comma-separated): failed, lost, stalled, "
-        "running, succeeded, cancelled, or the groups actionable and ready.",
+        help=f"Only jobs showing this status (repeatable or comma-separated): {', '.join(JOB_STATES)}, "
+        f"or the groups {' and '.join(STATE_GROUPS)}.",
     )(func)
 
 
@@ -86,7 +88,7 @@ def _states(statuses: Sequence[str]) -> frozenset[str]:
 
 
 def _kinds(kinds: Sequence[str]) -> frozenset[str]:
-    return frozenset(part.strip() for value in kinds for part in value.split(",") if part.strip())
+    return frozenset(comma_separated(kinds))
 
 
 def _open(db_url: str, stall_after: float) -> JobSource:

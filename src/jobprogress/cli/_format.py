@@ -12,17 +12,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from jobprogress._states import ACTIONABLE, JOB_STATES, READY, RUNNING, expand_states, job_state
+from jobprogress._states import (
+    ACTIONABLE,
+    FAILED,
+    JOB_STATES,
+    READY,
+    RUNNING,
+    SUCCEEDED,
+    expand_states,
+    job_state,
+)
 from jobprogress.store.views import JobView, WorkerView
 
 from ._safe import scrub
 
 __all__ = [
-    "ACTIONABLE",
-    "READY",
-    "STATE_WORDS",
     "ago",
     "amount",
+    "comma_separated",
     "human_bytes",
     "human_count",
     "human_duration",
@@ -39,15 +46,12 @@ __all__ = [
     "workers_cell",
 ]
 
-STATE_WORDS: Final = JOB_STATES
-"""Every word the views show for a job or a worker."""
-
 # Sort rank of each state (the ready ones share theirs); a newer writer's status sorts with running.
 _RANK: Final = {
-    **{state: rank for rank, state in enumerate((*ACTIONABLE, "running"))},
+    **{state: rank for rank, state in enumerate((*ACTIONABLE, RUNNING))},
     **dict.fromkeys(READY, len(ACTIONABLE) + 1),
 }
-_RUNNING_RANK: Final = _RANK["running"]
+_RUNNING_RANK: Final = _RANK[RUNNING]
 
 _ERROR_IN_LINE: Final = 72
 _BYTE_UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -70,8 +74,12 @@ def parse_states(values: Iterable[str]) -> frozenset[str]:
     Raises:
         ValueError: a value is not a state word, naming the valid ones.
     """
-    words = (part.strip().lower() for value in values for part in value.split(","))
-    return frozenset(expand_states(word for word in words if word))
+    return frozenset(expand_states(word.lower() for word in comma_separated(values)))
+
+
+def comma_separated(values: Iterable[str]) -> list[str]:
+    """The non-empty parts of repeatable, comma-separated option values, stripped: ``a, b`` → a, b."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def _aware(moment: datetime) -> datetime:
@@ -106,19 +114,19 @@ def sort_jobs(views: Iterable[JobView]) -> list[JobView]:
 
 def summary_counts(views: Iterable[JobView]) -> dict[str, int]:
     """How many jobs show each state word, every word present (``ready`` = succeeded + cancelled)."""
-    counts = dict.fromkeys(STATE_WORDS, 0)
+    counts = dict.fromkeys(JOB_STATES, 0)
     for view in views:
         state = state_of(view)
-        counts[state if state in counts else "running"] += 1
+        counts[state if state in counts else RUNNING] += 1
     return counts
 
 
 def summary_line(views: Sequence[JobView]) -> str:
     """One line such as ``7 jobs: 1 failed, 1 lost, 0 stalled, 3 running, 2 ready``."""
     counts = summary_counts(views)
-    ready = counts["succeeded"] + counts["cancelled"]
+    ready = sum(counts[state] for state in READY)
     noun = "job" if len(views) == 1 else "jobs"
-    parts = [f"{counts[state]} {state}" for state in (*ACTIONABLE, "running")]
+    parts = [f"{counts[state]} {state}" for state in (*ACTIONABLE, RUNNING)]
     return f"{len(views)} {noun}: {', '.join(parts)}, {ready} ready"
 
 
@@ -254,13 +262,13 @@ def progress_line(view: JobView | WorkerView) -> str:
         percent = pass_rate(view.done, view.payload)
         if percent is not None:
             parts.append(f"pass {percent:.1f}%")
-    if view.status == "running":
+    if view.status == RUNNING:
         speed = rate(view.throughput, view.unit)
         if speed is not None:
             parts.append(speed)
         if view.eta_seconds is not None:
             parts.append(f"ETA {human_duration(view.eta_seconds)}")
-    if view.status == "failed" and view.error:
+    if view.status == FAILED and view.error:
         error = scrub(view.error)
         # The list shows the start of the error; the detail panel shows all of it.
         parts.append(error if len(error) <= _ERROR_IN_LINE else error[: _ERROR_IN_LINE - 1] + "…")
@@ -271,7 +279,7 @@ def workers_cell(view: JobView) -> str:
     """``3``, or ``3 (1 lost)`` when some workers need attention."""
     trouble: dict[str, int] = {}
     for worker in view.workers:
-        if worker.status != "succeeded":  # the common case, answered without a call
+        if worker.status != SUCCEEDED:  # the common case, answered without a call
             state = state_of(worker)
             if state in ACTIONABLE:
                 trouble[state] = trouble.get(state, 0) + 1

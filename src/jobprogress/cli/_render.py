@@ -18,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from jobprogress._states import CANCELLED, FAILED, LOST, RUNNING, STALLED, SUCCEEDED
 from jobprogress.store.views import JobView, WorkerView
 
 from ._format import (
@@ -32,15 +33,15 @@ from ._format import (
 )
 from ._safe import scrub
 
-__all__ = ["STATE_STYLES", "job_detail", "jobs_table", "safe_text", "state_text"]
+__all__ = ["STATE_STYLES", "job_detail", "jobs_table", "progress_style", "safe_text", "state_text"]
 
 STATE_STYLES: Final = {
-    "failed": "bold red",
-    "lost": "bold magenta",
-    "stalled": "bold yellow",
-    "running": "cyan",
-    "succeeded": "green",
-    "cancelled": "dim",
+    FAILED: "bold red",
+    LOST: "bold magenta",
+    STALLED: "bold yellow",
+    RUNNING: "cyan",
+    SUCCEEDED: "green",
+    CANCELLED: "dim",
 }
 """Colour of each state word; the word itself always carries the meaning (colour is never alone)."""
 
@@ -55,6 +56,11 @@ def safe_text(value: object, style: str = "") -> Text:
 def state_text(state: str) -> Text:
     """A state word in its colour."""
     return Text(state, style=STATE_STYLES.get(state, ""), end="")
+
+
+def progress_style(state: str) -> str:
+    """The style of a job's progress cell: red when the job failed (the cell ends with its error)."""
+    return "red" if state == FAILED else ""
 
 
 def _format_time(moment: datetime | None) -> str:
@@ -102,7 +108,7 @@ class _JobsTable:
                 Text(job, style="bold", end=""),
                 Text(kind, end=""),
                 state_text(state),
-                Text(progress, style="red" if state == "failed" else "", end=""),
+                Text(progress, style=progress_style(state), end=""),
                 Text(workers, end=""),
                 Text(updated, style="dim", end=""),
             ]
@@ -186,10 +192,10 @@ def job_detail(view: JobView, now: datetime, *, newest: int | None = None) -> Re
     envelope.add_row("eta", Text(eta, end=""))
     envelope.add_row("updated", Text(f"{_format_time(view.updated_at)} (worker clock)", end=""))
     envelope.add_row("last seen", Text(ago(last_seen(view), now), end=""))
-    if state in ("lost", "stalled"):
+    if state in (LOST, STALLED):
         why = (
             "every running worker went silent (no message within --stall-after)"
-            if state == "lost"
+            if state == LOST
             else "workers are alive but made no progress within --stall-after"
         )
         envelope.add_row("attention", Text(why, style=STATE_STYLES[state], end=""))

@@ -7,14 +7,16 @@ problem, so the commands can print it without a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+from collections.abc import Collection, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from jobprogress._log import redact_url
+from jobprogress._states import ACTIONABLE
 from jobprogress.errors import JobProgressError
 
-from ._format import ACTIONABLE, sort_jobs
+from ._format import sort_jobs
 from ._safe import scrub
 
 if TYPE_CHECKING:
@@ -71,11 +73,17 @@ class JobSource:
                 f"cannot read jobs from {self.display_url}: {scheme}:// is a sink, not a database; "
                 "point --db at the database the collector writes to"
             )
-        errors = _read_errors()
-        try:
+        with self._reading():
             from jobprogress.store.query import ProgressStore
 
             self._store: ProgressStore = ProgressStore(url, stall_after=stall_after)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn what a bad URL, file or server raises inside the block into one :class:`SourceError`."""
+        errors = _read_errors()  # before the block: a missing SQLAlchemy must not fail the except clause
+        try:
+            yield
         except errors as exc:
             raise self._error(exc) from None
 
@@ -100,11 +108,9 @@ class JobSource:
         Raises:
             SourceError: the query failed.
         """
-        try:
+        with self._reading():
             # The store filters by the same state words the views show; the order is ours.
             views = self._store.jobs(status=sorted(states) or None, kind=sorted(kinds) or None)
-        except _read_errors() as exc:
-            raise self._error(exc) from None
         ordered = sort_jobs(views)
         return ordered if limit is None else ordered[:limit]
 
@@ -130,15 +136,13 @@ class JobSource:
         """
         kind = sorted(kinds) or None
         wanted_actionable = [state for state in ACTIONABLE if not states or state in states]
-        try:
+        with self._reading():
             recent = self._store.jobs(status=sorted(states) or None, kind=kind, limit=size)
             actionable = (
                 self._store.jobs(status=wanted_actionable, kind=kind, limit=max(size, _ACTIONABLE_CAP))
                 if wanted_actionable
                 else []
             )
-        except _read_errors() as exc:
-            raise self._error(exc) from None
         merged = {view.job_id: view for view in (*actionable, *recent)}
         return sort_jobs(merged.values()), len(recent) == size
 
@@ -148,10 +152,8 @@ class JobSource:
         Raises:
             SourceError: the query failed.
         """
-        try:
+        with self._reading():
             return self._store.job(job_id)
-        except _read_errors() as exc:
-            raise self._error(exc) from None
 
     def attempts(self, job_id: str) -> list[JobView]:
         """Every stored attempt of one job, newest first; empty when the store has no such job.
@@ -159,10 +161,8 @@ class JobSource:
         Raises:
             SourceError: the query failed.
         """
-        try:
+        with self._reading():
             return self._store.attempts(job_id)
-        except _read_errors() as exc:
-            raise self._error(exc) from None
 
     def close(self) -> None:
         """Release the store (its shared engine stays with the other stores of the URL)."""

@@ -25,10 +25,11 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
+from jobprogress._states import ACTIONABLE
 from jobprogress.store.views import JobView
 
-from ._format import ACTIONABLE, job_row, summary_line
-from ._render import job_detail, state_text
+from ._format import job_row, summary_line
+from ._render import job_detail, progress_style, state_text
 from ._safe import scrub
 from ._source import SourceError
 
@@ -109,7 +110,7 @@ def _cell_text(column: int, job_id: str, cells: Cells) -> Text:
     if column == 2:
         text = state_text(value)
     else:
-        style = "dim" if column == 5 else "red" if column == 3 and cells[2] == "failed" else ""
+        style = "dim" if column == 5 else progress_style(cells[2]) if column == 3 else ""
         text = Text(value, style=style, end="", no_wrap=True, overflow="ellipsis")
     if column in _SHARED_COLUMNS:
         if len(_shared_texts) >= _SHARED_TEXTS_MAX:

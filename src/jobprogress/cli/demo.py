@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from jobprogress._states import LOST, RUNNING
 from jobprogress.errors import JobProgressError
 
 if TYPE_CHECKING:
@@ -479,7 +480,7 @@ def _print_plain(run: DemoRun, source: JobSource, out: TextIO) -> None:
         print(f"[{run.elapsed:5.1f}s] {summary_line(views)}", file=out, flush=True)
         for view in views:
             state = state_of(view)
-            if last_state.get(view.job_id) != state and state != "running":
+            if last_state.get(view.job_id) != state and state != RUNNING:
                 print(f"         {view.job_id}: {state} · {progress_line(view)}", file=out, flush=True)
             last_state[view.job_id] = state
         if run.killed and not killed_reported:
@@ -494,7 +495,7 @@ def _summary(run: DemoRun, views: Sequence[JobView], db_url: str, stall_after: f
     from ._format import state_of, summary_line
     from ._source import redact_url
 
-    lost = [view.job_id for view in views if state_of(view) == "lost"]
+    lost = [view.job_id for view in views if state_of(view) == LOST]
     lines = [f"Demo finished in {run.elapsed:.1f}s. {summary_line(views)}."]
     if run.killed and not lost:
         lines.append(
