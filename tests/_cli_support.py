@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobprogress.envelope import Heartbeat, JobProgressEnvelope
 from jobprogress.store.views import JobView, WorkerView
+
+if TYPE_CHECKING:
+    from click.testing import CliRunner
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -17,6 +20,17 @@ HOSTILE = ("[/]", "[bold]", ":warning:", "\x1b[2J", "\x1b]0;x\x07", "\r", "\u202
 HOSTILE_TEXT = "A" + "B".join(HOSTILE) + "Z"
 HOSTILE_ID = "[/][bold]:warning:\u202eid"
 """What an id may hold: the envelope refuses control characters in ids, not markup or bidi overrides."""
+
+FORBIDDEN = ("\x1b", "\x07", "\r", "\u202e", "\x9b")
+"""What no output may hold once rich's own style sequences are taken out: ESC, BEL, CR, bidi, C1 CSI."""
+
+
+def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``jobprogress ARGS``; the exit code, stdout and stderr."""
+    from jobprogress.cli._commands import cli
+
+    result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
 
 
 def worker(worker_id: str = "w1", **fields: Any) -> WorkerView:

@@ -9,27 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from _cli_support import HOSTILE_ID, fill_store
+from _cli_support import FORBIDDEN, HOSTILE_ID, HOSTILE_TEXT, fill_store, invoke
 from jobprogress.cli import main
 from jobprogress.cli._commands import cli
 from jobprogress.store.views import JobView, WorkerView
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture(scope="module")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'jobs.db'}"
-    fill_store(url)
-    return url
-
-
-def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_jobs_table_lists_actionable_first(runner: CliRunner, store_url: str) -> None:
@@ -149,50 +132,6 @@ def test_show_unknown_job_fails_and_suggests(runner: CliRunner, store_url: str) 
     assert "did you mean 'scan-src'" in result.stderr
 
 
-def test_missing_sqlite_file_is_one_line_and_creates_nothing(runner: CliRunner, tmp_path: Path) -> None:
-    missing = tmp_path / "nope.db"
-    for command in (["jobs"], ["show", "x"], ["watch"]):
-        result = runner.invoke(cli, [*command, "--db", f"sqlite:///{missing}"])
-        assert result.exit_code == 1, result.output
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1
-        assert str(missing) in lines[0]
-        assert "does not exist" in lines[0]
-        assert "Traceback" not in result.output
-        assert not missing.exists()
-
-
-@pytest.mark.parametrize(
-    ("url", "needle"),
-    [
-        ("foo://somewhere", "foo://somewhere"),
-        ("not a url", "not a database URL"),
-        ("http://127.0.0.1:8787", "is a sink, not a database"),
-        ("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x", "127.0.0.1"),
-    ],
-)
-def test_bad_db_url_is_one_line_without_traceback(runner: CliRunner, url: str, needle: str) -> None:
-    result = runner.invoke(cli, ["jobs", "--db", url])
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert needle in lines[0]
-    assert "s3cret" not in result.stderr  # passwords never printed
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-
-
-def test_database_without_tables_has_no_jobs(runner: CliRunner, tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "empty.db"
-    sqlite3.connect(path).close()
-    code, out, _ = invoke(runner, "jobs", "--db", f"sqlite:///{path}")
-    assert code == 0
-    assert "No jobs in" in out
-    code, out, _ = invoke(runner, "jobs", "--db", f"sqlite:///{path}", "--json")
-    assert json.loads(out) == []
-
-
 def test_serve_passes_options_through(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     import jobprogress.server
 
@@ -298,24 +237,6 @@ def test_jobs_from_postgres(runner: CliRunner) -> None:
         admin.dispose()
 
 
-def test_page_holds_every_actionable_job_and_the_newest(store_url: str) -> None:
-    from jobprogress.cli._source import JobSource
-
-    actionable = {"backtest-bad", HOSTILE_ID, "schema-lost", "scan-stalled"}
-    with JobSource(store_url) as source:
-        views, truncated = source.page(size=2)
-        assert truncated
-        ids = [view.job_id for view in views]
-        assert actionable <= set(ids)
-        assert len(ids) <= len(actionable) + 2
-        assert set(ids[: len(actionable)]) == actionable  # and they come first
-        views, truncated = source.page(size=100)
-        assert not truncated
-        assert len(views) == 8
-        views, _ = source.page(size=100, states={"running"}, kinds={"parse"})
-        assert {view.job_id for view in views} == {"parse-rows", "parse-bytes"}
-
-
 def test_jobs_table_caps_its_rows_and_says_so(
     runner: CliRunner, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -415,3 +336,21 @@ def test_show_attempts_of_an_unknown_job_fails_and_suggests(runner: CliRunner, r
     result = runner.invoke(cli, ["show", "--db", rerun_url, "nightli", "--attempts"])
     assert result.exit_code == 1
     assert "did you mean 'nightly'" in result.stderr
+
+
+def test_row29_cli_output_holds_no_escape_from_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hostile.db'}"
+    fill_store(url)
+    runner = CliRunner(env={"COLUMNS": "200"})
+    table = runner.invoke(cli, ["jobs", "--db", url], catch_exceptions=False)
+    detail = runner.invoke(cli, ["show", "--db", url, HOSTILE_ID], catch_exceptions=False)
+    as_json = runner.invoke(cli, ["jobs", "--db", url, "--json"], catch_exceptions=False)
+    for result in (table, detail, as_json):
+        assert result.exit_code == 0, result.output
+        for forbidden in FORBIDDEN:
+            assert forbidden not in result.stdout, repr(forbidden)
+    assert "[/][bold]:warning:id" in table.stdout
+    assert "A[/]B[bold]B:warning:B[2JB]0;xB BZ" in detail.stdout
+    assert as_json.stdout.isascii()
+    decoded = {item["job_id"]: item for item in json.loads(as_json.stdout)}
+    assert decoded[HOSTILE_ID]["error"] == HOSTILE_TEXT  # --json keeps the data, escaped
