@@ -13,14 +13,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from jobprogress.envelope import Heartbeat, JobProgressEnvelope, ProgressUpdate
 
+if TYPE_CHECKING:
+    from jobprogress.store import JobView, ProgressStore
+
 POSTGRES_ENV = "JOBPROGRESS_TEST_POSTGRES_URL"
 ALL_BACKENDS = ("sqlite", "duckdb", "postgres")
+STALL = 30.0
+"""``stall_after`` of the ``store`` fixture (tests/store/conftest.py)."""
 
 
 def selected_backends() -> list[str]:
@@ -177,6 +182,11 @@ def update(
 
 def skewed(hours: float) -> datetime:
     return WORKER_TIME + timedelta(hours=hours)
+
+
+def jobs_by_id(store: ProgressStore) -> dict[str, JobView]:
+    """The jobs of the ``store`` fixture by id, without the job it writes to create the tables."""
+    return {job.job_id: job for job in store.jobs() if job.job_id != "bootstrap"}
 
 
 def stored_rows(target: StoreTarget, prefix: str = "cf_") -> list[dict[str, Any]]:

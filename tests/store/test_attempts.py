@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from _store_support import (
+    STALL,
     StoreClock,
     StoreTarget,
     backend_params,
@@ -28,32 +29,12 @@ from jobprogress.store.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.parametrize("store_target", backend_params(), indirect=True)
 
-STALL = 30.0
-
-
-@pytest.fixture
-def clock() -> StoreClock:
-    return StoreClock()
-
-
-@pytest.fixture
-def writer(store_target: StoreTarget, clock: StoreClock) -> Iterator[StoreWriter]:
-    with StoreWriter(store_target.url, clock=clock) as writer:
-        yield writer
-
 
 @pytest.fixture
 def other_writer(store_target: StoreTarget, clock: StoreClock) -> Iterator[StoreWriter]:
     """A second writer: another process's view, with a cache of its own."""
     with StoreWriter(store_target.url, clock=clock) as writer:
         yield writer
-
-
-@pytest.fixture
-def store(store_target: StoreTarget, clock: StoreClock, writer: StoreWriter) -> Iterator[ProgressStore]:
-    writer.write([heartbeat(1, job="bootstrap")])  # the file and tables exist before the store opens
-    with ProgressStore(store_target.url, stall_after=STALL, clock=clock) as store:
-        yield store
 
 
 def start(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from _store_support import (
+    STALL,
     StoreClock,
     StoreTarget,
     backend_params,
@@ -18,104 +18,9 @@ from _store_support import (
     update,
 )
 from jobprogress.errors import ConfigurationError, StoreError
-from jobprogress.store import JobView, ProgressStore, StoreWriter
+from jobprogress.store import ProgressStore, StoreWriter
 
 pytestmark = pytest.mark.parametrize("store_target", backend_params(), indirect=True)
-
-STALL = 30.0
-
-
-@pytest.fixture
-def clock() -> StoreClock:
-    return StoreClock()
-
-
-@pytest.fixture
-def writer(store_target: StoreTarget, clock: StoreClock) -> Iterator[StoreWriter]:
-    with StoreWriter(store_target.url, clock=clock) as writer:
-        yield writer
-
-
-@pytest.fixture
-def store(store_target: StoreTarget, clock: StoreClock, writer: StoreWriter) -> Iterator[ProgressStore]:
-    writer.write([heartbeat(1, job="bootstrap")])  # the file and tables exist before the store opens
-    with ProgressStore(store_target.url, stall_after=STALL, clock=clock) as store:
-        yield store
-
-
-def jobs_by_id(store: ProgressStore) -> dict[str, JobView]:
-    return {job.job_id: job for job in store.jobs() if job.job_id != "bootstrap"}
-
-
-def test_aggregates_sum_workers_and_keep_per_worker_rows(
-    store: ProgressStore, writer: StoreWriter, clock: StoreClock
-) -> None:
-    writer.write([
-        heartbeat(1, worker="w1", progress=envelope(10, 100, throughput=2.0, payload={"n": 1})),
-        heartbeat(1, worker="w2", progress=envelope(30, 100, throughput=3.0)),
-        heartbeat(1, worker="w3", progress=envelope(100, 100, throughput=9.0, payload={"n": 3})),
-    ])  # fmt: skip
-    clock.advance(1)
-    writer.write([heartbeat(2, "succeeded", worker="w3")])
-    job = store.job("job-1")
-    assert job is not None
-    assert (job.kind, job.unit, job.done, job.total, job.status) == ("scan", "files", 140, 300, "running")
-    assert job.throughput == 5.0  # live workers only: the finished one no longer counts
-    assert job.eta_seconds == 32  # ceil(160 remaining / 5 per second)
-    assert job.payload == {"n": 3}
-    assert [worker.worker_id for worker in job.workers] == ["w1", "w2", "w3"]
-    assert job.workers[2].status == "succeeded"
-    assert job.model_dump(mode="json")["workers"][0]["payload"] == {"n": 1}
-
-
-def test_different_units_are_never_summed(store: ProgressStore, writer: StoreWriter) -> None:
-    writer.write([
-        heartbeat(1, worker="w1", progress=envelope(10, 100, unit="rows")),
-        heartbeat(1, worker="w2", progress=envelope(30, 100, unit="bytes")),
-    ])  # fmt: skip
-    job = store.job("job-1")
-    assert job is not None
-    assert (job.unit, job.done, job.total, job.throughput, job.eta_seconds) == (None, None, None, None, None)
-    assert [worker.done for worker in job.workers] == [10, 30]
-
-
-def test_total_only_when_every_worker_reports_one(store: ProgressStore, writer: StoreWriter) -> None:
-    writer.write([
-        heartbeat(1, worker="w1", progress=envelope(10, 100)),
-        heartbeat(1, worker="w2", progress=envelope(30, None)),
-    ])  # fmt: skip
-    job = store.job("job-1")
-    assert job is not None
-    assert (job.done, job.total, job.eta_seconds) == (40, None, None)
-
-
-@pytest.mark.parametrize(
-    ("statuses", "expected"),
-    [
-        (["succeeded", "failed", "running"], "failed"),
-        (["succeeded", "running", "cancelled"], "running"),
-        (["succeeded", "cancelled"], "cancelled"),
-        (["succeeded", "succeeded"], "succeeded"),
-    ],
-)
-def test_job_status_precedence(
-    store: ProgressStore, writer: StoreWriter, statuses: list[str], expected: str
-) -> None:
-    writer.write([heartbeat(1, status, worker=f"w{index}") for index, status in enumerate(statuses)])
-    job = store.job("job-1")
-    assert job is not None
-    assert job.status == expected
-
-
-def test_error_is_the_most_recently_failed_workers(
-    store: ProgressStore, writer: StoreWriter, clock: StoreClock
-) -> None:
-    writer.write([heartbeat(1, "failed", worker="w2", error="first failure")])
-    clock.advance(1)
-    writer.write([heartbeat(1, "failed", worker="w1", error="second failure")])
-    job = store.job("job-1")
-    assert job is not None
-    assert (job.status, job.error) == ("failed", "second failure")
 
 
 def test_row31_lost_and_stalled_on_the_store_clock(
@@ -230,14 +135,6 @@ def test_a_database_without_tables_has_no_jobs(store_target: StoreTarget) -> Non
         assert store.job("job-1") is None
 
 
-def test_stores_for_one_url_share_one_engine(store: ProgressStore, store_target: StoreTarget) -> None:
-    with ProgressStore(store_target.url) as other:
-        other.jobs()
-        store.jobs()
-        assert other._engine() is store._engine()
-    store.jobs()  # closing one store leaves the other working
-
-
 def test_stall_after_is_validated(store_target: StoreTarget) -> None:
     for bad in (0, -1, float("nan"), "30"):
         with pytest.raises(ConfigurationError, match="stall_after"):
@@ -249,65 +146,3 @@ def test_closed_store_refuses(store: ProgressStore) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.jobs()
-
-
-def test_concurrent_reads_from_threads(store_target: StoreTarget, writer: StoreWriter) -> None:
-    # The collector serves reads from several threads through one store.
-    import threading
-
-    from jobprogress.store import _engine
-
-    writer.write([heartbeat(1, job=f"job-{index}") for index in range(20)])
-    results: list[int] = []
-    with ProgressStore(store_target.url) as store:
-        barrier = threading.Barrier(8)
-
-        def read() -> None:
-            barrier.wait()
-            for _ in range(5):
-                results.append(len(store.jobs()))
-
-        threads = [threading.Thread(target=read) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        key = store._lease.key
-        assert key is not None
-        assert _engine._users[key] == 2  # this store once, the writer once: no lease leaked by a race
-    assert results == [20] * 40
-
-
-def test_repeated_polls_reuse_views_of_unchanged_jobs_only(
-    store: ProgressStore, writer: StoreWriter, clock: StoreClock
-) -> None:
-    writer.write(
-        [
-            heartbeat(1, job="steady", progress=envelope(5, 10)),
-            heartbeat(1, job="moving", progress=envelope(1, 10)),
-        ]
-    )
-    first = jobs_by_id(store)
-    writer.write([heartbeat(2, job="moving", progress=envelope(2, 10))])
-    second = jobs_by_id(store)
-    assert second["steady"] is first["steady"]  # same rows: the previous view, not a rebuilt one
-    assert second["moving"] is not first["moving"]
-    assert second["moving"].done == 2
-    clock.advance(STALL + 1)  # liveness is part of the rows: a job turning lost is folded again
-    third = jobs_by_id(store)
-    assert third["steady"] is not second["steady"]
-    assert third["steady"].lost
-
-
-def test_extreme_rates_never_break_the_jobs_list(store: ProgressStore, writer: StoreWriter) -> None:
-    writer.write([
-        heartbeat(1, job="huge", worker="a", progress=envelope(1, 10, throughput=1e308)),
-        heartbeat(1, job="huge", worker="b", progress=envelope(1, 10, throughput=1e308)),
-        heartbeat(1, job="tiny", worker="a", progress=envelope(1, 10, throughput=5e-324)),
-    ])  # fmt: skip
-    jobs = jobs_by_id(store)
-    assert jobs["huge"].throughput is None  # the sum overflows: unknown, never inf
-    assert jobs["huge"].eta_seconds is None
-    assert jobs["tiny"].throughput == 5e-324
-    assert jobs["tiny"].eta_seconds is None  # 9 / 5e-324 seconds is no ETA
-    json.dumps([job.model_dump(mode="json") for job in jobs.values()], allow_nan=False)
