@@ -180,7 +180,7 @@ class Mailbox:
             self.stats["sent"] += len(flat)
             self.stats["batches"] += 1
             if self._last_failed:
-                logger.info("jobprogress: sink %s recovered", self.name)
+                logger.info("jobprogress: sink %s recovered", redact_url(self.name))
             self._last_failed = False
             self._attempt = 0
             self._settled()
@@ -269,7 +269,8 @@ class Mailbox:
                 self._flush_deadline = max(self._flush_deadline, deadline)
                 if not self._server_delay and self._retry_at > self._clock():
                     self._retry_at = self._clock()  # retry now rather than after the backoff
-            while self._pending or self._inflight or self._replay_at != float("inf"):
+            # At exit, earlier processes' states are not waited for: they stay in the outbox anyway.
+            while self._pending or self._inflight or (not skip_failed and self.replay_due):
                 if skip_failed and self._last_failed and not self._inflight:
                     return False
                 if self._server_delay and self._retry_at > deadline:

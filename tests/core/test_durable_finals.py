@@ -46,13 +46,15 @@ def child_env(outbox: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def run_python(source: str, outbox: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+def run_python(
+    source: str, outbox: Path, *args: str, timeout: float = CHILD_TIMEOUT, **settings: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(source), *args],
         env=child_env(outbox, **settings),
         capture_output=True,
         text=True,
-        timeout=CHILD_TIMEOUT,
+        timeout=timeout,
         check=False,
     )
 
@@ -310,9 +312,10 @@ if __name__ == "__main__":
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(300)
 def test_row38_pool_context_manager_stores_every_final_state_20_of_20(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'pool.db'}"
-    result = run_python(POOL_RUNS, tmp_path / "outbox", url, "20")
+    result = run_python(POOL_RUNS, tmp_path / "outbox", url, "20", timeout=4 * CHILD_TIMEOUT)  # 20 pools
     assert result.returncode == 0, result.stderr
     assert "good 20" in result.stdout.splitlines(), result.stdout
 
