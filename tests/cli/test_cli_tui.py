@@ -5,16 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from io import StringIO
+from typing import Any
 
 import pytest
 from rich.console import Console
+from rich.text import Text
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from _cli_support import HOSTILE_ID, HOSTILE_TEXT, NOW, job, worker
 from jobprogress.cli._format import sort_jobs
 from jobprogress.cli._source import SourceError
-from jobprogress.cli._tui import JobsApp
+from jobprogress.cli._tui import JobsApp, _JobsTable
 from jobprogress.store.views import JobView
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +215,36 @@ async def test_thousands_of_jobs_arrive_in_passes_in_order() -> None:
         assert [row.key.value for row in table.ordered_rows[:3]] == app.shown_job_ids[:3]
         await pilot.press("end")
         assert app.selected_job_id == "job-01999"
+
+
+async def test_a_batch_of_cell_changes_goes_through_update_cell_and_repaints_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(Jobs([job(f"job-{index:03d}", done=1) for index in range(300)]))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: len(app.shown_job_ids) == 300)
+        await pilot.pause()
+        table = app.query_one("#jobs", _JobsTable)
+        repaints: list[object] = []
+        written: list[object] = []
+        refresh, update_cell = Widget.refresh, DataTable.update_cell
+
+        def counting_refresh(self: Widget, *regions: Any, **options: Any) -> Widget:
+            if self is table:
+                repaints.append(regions)
+            return refresh(self, *regions, **options)
+
+        def counting_update_cell(self: DataTable[Text], *args: Any, **options: Any) -> None:
+            written.append(args)
+            update_cell(self, *args, **options)
+
+        monkeypatch.setattr(Widget, "refresh", counting_refresh)
+        monkeypatch.setattr(DataTable, "update_cell", counting_update_cell)
+        updated = ColumnKey("updated")
+        table.update_cells([(RowKey(f"job-{index:03d}"), updated, Text(f"{index}s")) for index in range(300)])
+        assert (len(written), len(repaints)) == (300, 1)  # the public method per cell, one repaint
+        assert table.get_cell("job-299", "updated").plain == "299s"
+        table.update_cell("job-000", "updated", Text("later"))  # outside a batch, repaints as usual
+        assert len(repaints) == 2
+        await pilot.pause()
+        assert "later" in app.export_screenshot()

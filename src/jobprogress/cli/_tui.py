@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from rich.text import Text
 from textual import work
@@ -33,6 +33,10 @@ from ._render import job_detail, progress_style, state_text
 from ._safe import scrub
 from ._source import SourceError
 
+if TYPE_CHECKING:
+    from textual.geometry import Region
+    from typing_extensions import Self
+
 __all__ = ["JobsApp"]
 
 _COLUMNS: Final = (
@@ -45,7 +49,6 @@ _COLUMNS: Final = (
 )
 """Key, label and width of each column; None fits the content (measured once, when a row is added)."""
 
-_COLUMN_KEYS: Final = tuple(key for key, _, _ in _COLUMNS)
 _NCOLUMNS: Final = len(_COLUMNS)
 
 # Removing a DataTable row costs O(rows): past this many removals, rebuilding the table is cheaper.
@@ -72,23 +75,32 @@ class _JobsTable(DataTable[Text]):
         Binding("end,G", "scroll_bottom", "Last", show=False),
     ]
 
-    def update_cells(self, changes: Sequence[tuple[str, str, Text]]) -> None:
-        """Set many cells, then repaint once.
+    _repaint_held = False
 
-        ``DataTable.update_cell`` repaints per call, which over 10,000 changed rows costs a quarter of
-        a second of UI time; writing the cells and bumping the render-cache counter once does the same
-        for a few milliseconds. The private attributes are checked, so another Textual falls back to the
-        public method.
+    def update_cells(self, changes: Sequence[tuple[RowKey, ColumnKey, Text]]) -> None:
+        """Set many cells with ``update_cell``, then repaint once.
+
+        ``update_cell`` asks for a whole-table repaint on every call, and each request costs as much
+        as writing the cell ten times over (10,000 changed cells: about 0.3 s of UI time instead of
+        20 ms). Those requests are held back while the batch is written; one repaint follows. The keys
+        are the very objects ``add_row``/``add_column`` returned: the table finds those by identity,
+        where a string or an equal new key costs two more comparisons in Python per lookup.
         """
-        data = getattr(self, "_data", None)
-        if not isinstance(data, dict) or not isinstance(getattr(self, "_update_count", None), int):
+        self._repaint_held = True
+        try:
             for row_key, column_key, value in changes:
                 self.update_cell(row_key, column_key, value)
-            return
-        for row_key, column_key, value in changes:
-            data[RowKey(row_key)][ColumnKey(column_key)] = value
-        self._update_count += 1
+        finally:
+            self._repaint_held = False
         self.refresh()
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Self:
+        """Widget.refresh, except the plain whole-table repaints asked for inside :meth:`update_cells`."""
+        if self._repaint_held and not regions and repaint and not layout and not recompose:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
 # Columns with few distinct values (kind, status, workers, updated): their Text objects are shared, since
@@ -173,6 +185,8 @@ class JobsApp(App[None]):
         self._cells: dict[str, Cells] = {}
         self._order: list[str] = []
         self._shown: dict[str, Cells] = {}
+        self._row_keys: dict[str, RowKey] = {}
+        self._column_keys: tuple[ColumnKey, ...] = ()
         self._shown_order: list[str] = []
         self._detail_view: JobView | None = None
         self._loading = False
@@ -202,8 +216,9 @@ class JobsApp(App[None]):
         # The header shows the sub-title as plain text (no markup), scrubbed like any other string.
         self.sub_title = self._source_name
         table = self.query_one("#jobs", DataTable)
-        for key, label, width in _COLUMNS:
-            table.add_column(label, key=key, width=width)
+        self._column_keys = tuple(
+            table.add_column(label, key=key, width=width) for key, label, width in _COLUMNS
+        )
         table.focus()
         self.set_interval(self._interval, self._request_refresh)
         self._request_refresh()
@@ -289,27 +304,31 @@ class JobsApp(App[None]):
         if len(removed) > _REBUILD_AFTER_REMOVALS:
             table.clear()
             self._shown = {}
+            self._row_keys = {}
         else:
             for job_id in removed:
-                table.remove_row(job_id)
+                table.remove_row(self._row_keys.pop(job_id))
                 del self._shown[job_id]
         # The table's order after removals; rows added below go to its end.
         table_order = [job_id for job_id in self._shown_order if job_id in self._shown]
         added = 0
-        changes: list[tuple[str, str, Text]] = []
+        changes: list[tuple[RowKey, ColumnKey, Text]] = []
         for job_id in order:
             new = self._cells[job_id]
             old = self._shown.get(job_id)
             if old is None:
                 if added == _ADD_ROWS_PER_PASS:
                     continue  # the rest comes in the next pass, so the UI answers keys in between
-                table.add_row(*(_cell_text(column, job_id, new) for column in range(_NCOLUMNS)), key=job_id)
+                self._row_keys[job_id] = table.add_row(
+                    *(_cell_text(column, job_id, new) for column in range(_NCOLUMNS)), key=job_id
+                )
                 table_order.append(job_id)
                 added += 1
             elif old != new:
+                row_key = self._row_keys[job_id]
                 for column in range(_NCOLUMNS):
                     if old[column] != new[column]:
-                        changes.append((job_id, _COLUMN_KEYS[column], _cell_text(column, job_id, new)))
+                        changes.append((row_key, self._column_keys[column], _cell_text(column, job_id, new)))
             self._shown[job_id] = new
         if changes:
             table.update_cells(changes)
