@@ -1,91 +1,27 @@
-"""The collector in front of a real store (SQLite and Postgres): rows 7, 8, 9 and 26, and ``serve()``."""
+"""The collector in front of a real store (SQLite and Postgres): rows 7, 8 and 26, and the Jobs view."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import ssl
-import subprocess
-import sys
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from _http_support import (
-    TOKEN,
-    ReplyDroppingProxy,
-    auth,
-    collector_process,
-    free_port,
-    heartbeat,
-    progress_update,
-    running_app,
-    stop_process,
-    wait_for,
-    wire,
-)
+from _http_support import TOKEN, ReplyDroppingProxy, auth, heartbeat, progress_update, running_app, wire
+from _server_support import Store
 from jobprogress.envelope import JobStatus
-from jobprogress.errors import ConfigurationError, SinkError
-from jobprogress.server import create_app, serve
+from jobprogress.errors import SinkError
+from jobprogress.server import create_app
 from jobprogress.sinks.http import HttpSink
 from jobprogress.store import ProgressStore
-
-POSTGRES_URL = os.environ.get("JOBPROGRESS_TEST_POSTGRES_URL")
-
-
-@dataclass
-class Store:
-    url: str
-    prefix: str
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    prefix = f"t{uuid.uuid4().hex[:10]}_"
-    if request.param == "sqlite":
-        yield Store(f"sqlite:///{tmp_path / 'progress.db'}", prefix)
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set JOBPROGRESS_TEST_POSTGRES_URL to run the Postgres cases")
-    yield Store(POSTGRES_URL, prefix)
-    from sqlalchemy import create_engine
-
-    from jobprogress.store.schema import tables_for
-
-    engine = create_engine(POSTGRES_URL)
-    try:
-        tables_for(prefix).metadata.drop_all(engine)
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture
 def collector(store: Store) -> Iterator[httpx.Client]:
+    # Here the collector is a client of the app in front of the real store (conftest's runs on doubles).
     app = create_app(store.url, token=TOKEN, table_prefix=store.prefix)
     with running_app(app) as url, httpx.Client(base_url=url, headers=auth(), timeout=10) as client:
         yield client
-
-
-@pytest.fixture
-def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[HttpSink]]:
-    monkeypatch.setenv("JOBPROGRESS_HTTP_TOKEN", TOKEN)
-    sinks: list[HttpSink] = []
-    yield sinks
-    for each in sinks:
-        each.close(1.0)
 
 
 def _job(client: httpx.Client, job_id: str) -> dict:
@@ -113,13 +49,6 @@ def test_hostile_read_parameters_are_4xx_on_every_backend(collector: httpx.Clien
         assert "job_id" in response.text or "kind" in response.text
     assert collector.get("/v1/jobs?kind=%C3%A9t%C3%A9").json() == []
     assert collector.get("/v1/jobs/%C3%A9t%C3%A9").json()["job_id"] == "été"
-
-
-def test_status_filters_are_the_stores() -> None:
-    from jobprogress.server.openapi import JOB_FILTERS
-    from jobprogress.store.query import STATUS_FILTERS
-
-    assert tuple(JOB_FILTERS) == tuple(STATUS_FILTERS)
 
 
 def test_row26_heartbeat_without_progress_keeps_stored_progress(collector: httpx.Client) -> None:
@@ -191,130 +120,6 @@ def test_the_sink_delivers_gzip_bodies_to_the_collector(collector: httpx.Client,
     jobs = collector.get("/v1/jobs?limit=1000").json()
     assert len(jobs) == 400
     assert {job["job_id"]: job["done"] for job in jobs} == {f"gz-{i}": i for i in range(400)}
-
-
-def test_row9_two_collector_processes_on_one_database(
-    store: Store, token_file: Path, tmp_path: Path, sink
-) -> None:
-    log = tmp_path / "collectors.log"
-    with (
-        collector_process(store.url, token_file, log, table_prefix=store.prefix) as (first, _),
-        collector_process(store.url, token_file, log, table_prefix=store.prefix) as (second, _),
-    ):
-        sinks = [HttpSink(first), HttpSink(second)]
-        sink.extend(sinks)
-        errors: list[BaseException] = []
-
-        def worker(index: int) -> None:
-            try:
-                # Each thread delivers the same (job, worker) rows with interleaved seqs through
-                # both collectors, every batch twice, as retries after lost replies would.
-                for seq in range(index, 200, 4):
-                    batch = [
-                        heartbeat(f"r9-{job}", "w", done=seq, total=1000, seq=seq + 1) for job in range(5)
-                    ]
-                    sinks[seq % 2].send(batch)
-                    sinks[(seq + 1) % 2].send(batch)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not errors, errors
-        with httpx.Client(base_url=second, headers=auth()) as client:
-            jobs = client.get("/v1/jobs").json()
-    assert sorted(job["job_id"] for job in jobs) == [f"r9-{job}" for job in range(5)]
-    for job in jobs:
-        assert len(job["workers"]) == 1
-        assert job["workers"][0]["seq"] == 200  # the newest seq wins
-        assert job["done"] == 199
-    assert "Traceback" not in log.read_text()
-
-
-def test_serve_logs_never_hold_the_token(token_file: Path, tmp_path: Path) -> None:
-    log = tmp_path / "serve.log"
-    with collector_process(f"sqlite:///{tmp_path / 'p.db'}", token_file, log) as (url, _):
-        with httpx.Client(base_url=url) as client:
-            assert client.post(f"/v1/batch?token={TOKEN}", json=[]).status_code == 401
-            assert client.get(f"/v1/jobs?access_token={TOKEN}").status_code == 401
-            bad = {"Authorization": f"Bearer {TOKEN[:-2]}"}
-            assert client.post("/v1/batch", json=[], headers=bad).status_code == 401
-            assert (
-                client.post("/v1/batch", json=[wire(heartbeat("logged"))], headers=auth()).status_code == 200
-            )
-    text = log.read_text()
-    assert "/v1/batch" in text  # the access log is on...
-    assert "token=***" in text  # ...with the credential redacted
-    assert TOKEN[:-2] not in text
-
-
-def test_serve_refuses_to_start_without_a_usable_token_file(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'p.db'}"
-    with pytest.raises(ConfigurationError, match="token-file"):
-        serve(db)
-    with pytest.raises(ConfigurationError, match="does not exist"):
-        serve(db, token_file=tmp_path / "missing")
-    empty = tmp_path / "empty"
-    empty.write_text(" \n")
-    with pytest.raises(ConfigurationError, match="empty"):
-        serve(db, token_file=empty)
-    assert not (tmp_path / "p.db").exists()
-
-
-_SERVE_TLS = (
-    "import sys; from jobprogress.server import serve; "
-    "serve(sys.argv[1], port=int(sys.argv[2]), token_file=sys.argv[3], ssl_certfile=sys.argv[4], "
-    "ssl_keyfile=sys.argv[5])"
-)
-
-
-def test_tls_is_verified_by_default(
-    token_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("JOBPROGRESS_HTTP_TOKEN", TOKEN)
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    port = free_port()
-    db = f"sqlite:///{tmp_path / 'p.db'}"
-    with open(tmp_path / "tls.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE_TLS, db, str(port), str(token_file), str(cert), str(key)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"https://127.0.0.1:{port}"
-        assert wait_for(lambda: _answers(url, cert), timeout=20)
-        trusting = HttpSink(f"{url}?verify={cert}")
-        default = HttpSink(url)
-        try:
-            trusting.send([heartbeat("tls")])
-            with pytest.raises(SinkError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-                default.send([heartbeat("tls")])  # a self-signed certificate is not trusted by default
-        finally:
-            # Closed before the server stops: uvicorn waits out its graceful timeout for an idle TLS
-            # connection whose peer never answers the close_notify.
-            trusting.close(1.0)
-            default.close(1.0)
-    finally:
-        stop_process(process)
-
-
-def _answers(url: str, cert: Path) -> bool:
-    try:
-        context = ssl.create_default_context(cafile=str(cert))
-        return httpx.get(url + "/healthz", verify=context, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_attempts_through_the_collector(collector: httpx.Client) -> None:

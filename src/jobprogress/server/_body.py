@@ -1,12 +1,18 @@
-"""Reading request bodies under a byte bound, as they stream, and after gzip inflation."""
+"""Reading request bodies under a byte bound, as they stream and once inflated; draining refused ones."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["BodyError", "content_encoding", "read_bounded"]
+import anyio
+from starlette.requests import ClientDisconnect
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope
+
+__all__ = ["BodyError", "content_encoding", "declared_length", "drain", "drain_asgi", "read_bounded"]
 
 _GZIP: Final = frozenset({"gzip", "x-gzip"})
 
@@ -91,3 +97,40 @@ async def read_bounded(chunks: AsyncIterator[bytes], *, limit: int, encoding: st
     if inflater is not None and not inflater.eof:
         raise BodyError(400, "request body is truncated gzip")
     return bytes(body)
+
+
+async def drain(chunks: AsyncIterator[bytes], budget: int, timeout: float) -> bool:
+    """Read and drop a request body we refuse, up to ``budget`` bytes; True when it ended within that.
+
+    Answering before the body is read and then closing makes the kernel reset the connection, and the
+    client may lose the answer with it; reading a small body first lets the answer arrive, and keeps
+    the connection usable.
+    """
+    with anyio.move_on_after(timeout):  # nor may a trickling body hold the connection
+        try:
+            async for chunk in chunks:
+                budget -= len(chunk)
+                if budget < 0:
+                    return False
+        except ClientDisconnect:
+            return False
+        return True
+    return False
+
+
+async def drain_asgi(scope: Scope, receive: Receive, budget: int, timeout: float) -> bool:
+    """:func:`drain` for a request no route has read from yet (the middleware's refusals)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > budget:
+            return False
+    return await drain(_asgi_chunks(receive), budget, timeout)
+
+
+async def _asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return

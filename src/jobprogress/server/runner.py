@@ -1,4 +1,4 @@
-"""Running the collector with uvicorn: the token file, the access-log redaction, ``serve()``."""
+"""Running the collector with uvicorn: the token file, the access-log filter (from ``_auth``), ``serve()``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import Final
-from urllib.parse import parse_qsl, urlencode
 
 from jobprogress._log import redact_url
 from jobprogress.errors import ConfigurationError, MissingExtraError
+from jobprogress.server._auth import CREDENTIAL_QUERY_NAMES, LOGGED_QUERY_NAMES, RedactQueryCredentials
 
 __all__ = [
     "CREDENTIAL_QUERY_NAMES",
@@ -22,11 +21,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("jobprogress.server")
-
-CREDENTIAL_QUERY_NAMES: Final = frozenset(
-    {"token", "access_token", "api_key", "apikey", "key", "auth", "bearer"}
-)
-"""Query parameters that look like credentials: refused by the collector and redacted from its logs."""
 
 
 def read_token_file(path: str | os.PathLike[str]) -> str:
@@ -62,39 +56,6 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         logger.warning("token file %s is readable by other users; chmod 600 it", token_path)
     return token
-
-
-LOGGED_QUERY_NAMES: Final = frozenset({"status", "kind", "limit", "offset", "active_within"})
-"""The read routes' own parameters: the only query values the access log shows."""
-
-
-def _redact_path(path: str) -> str:
-    """A request target whose query values are replaced by ``***``, but for the read routes' own filters.
-
-    A credential may come under any name (``?password=``, ``?authorization=``); only values of the
-    parameters the collector defines are known to be harmless.
-    """
-    if "?" not in path:
-        return path
-    route, _, query = path.partition("?")
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True)
-    except ValueError:
-        return route + "?<redacted>"
-    if all(name.strip().lower() in LOGGED_QUERY_NAMES for name, _ in pairs):
-        return path
-    clean = [(name, value if name.strip().lower() in LOGGED_QUERY_NAMES else "***") for name, value in pairs]
-    return route + "?" + urlencode(clean, safe="*")
-
-
-class RedactQueryCredentials(logging.Filter):
-    """Keeps tokens sent in a query string (refused, but still logged by uvicorn) out of the access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], _redact_path(args[2]), *args[3:])
-        return True
 
 
 def _with_prefix(db_url: str, table_prefix: str) -> str:
