@@ -148,6 +148,34 @@ def fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def fault_sink_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``scripted://`` and ``jsonl://`` registered for the test; hung sinks released and the reporter shut
+    down after it. Use with ``pytestmark = pytest.mark.usefixtures("fault_sink_plugins")``."""
+    import jobprogress as jp
+
+    with fault_sinks(monkeypatch):
+        yield
+        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
+        jp.shutdown(1.0)
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backoff of 20 ms doubling to 100 ms instead of 1 s to 30 s: the shape is the same, tests stay short."""
+    from jobprogress import _mailbox
+
+    monkeypatch.setattr(_mailbox, "BACKOFF_BASE", 0.02)
+    monkeypatch.setattr(_mailbox, "BACKOFF_CAP", 0.1)
+
+
+def sink_stats(name: str) -> dict[str, int]:
+    """``jp.stats()`` of the ``scripted://NAME`` sink."""
+    import jobprogress as jp
+
+    return jp.stats()["sinks"][f"scripted://{name}"]  # type: ignore[no-any-return]
+
+
 def release_all() -> None:
     """Unblock every scripted sink of this process and forget them (test teardown)."""
     for sink in list(_scripted.values()):

@@ -4,39 +4,19 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 import jobprogress as jp
 from _core_faults import (
     COUNTERS,
-    fault_sinks,
+    fault_sink_plugins,  # noqa: F401  (fixtures)
     final_heartbeat,
     progress_of,
-    release_all,
     scripted,
 )
-from jobprogress import _mailbox
 
-
-@pytest.fixture(autouse=True)
-def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with fault_sinks(monkeypatch):
-        yield
-        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
-        jp.shutdown(1.0)
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of 20 ms doubling to 100 ms instead of 1 s to 30 s: the shape is the same, tests stay short."""
-    monkeypatch.setattr(_mailbox, "BACKOFF_BASE", 0.02)
-    monkeypatch.setattr(_mailbox, "BACKOFF_CAP", 0.1)
-
-
-def sink_stats(name: str) -> dict[str, int]:
-    return jp.stats()["sinks"][f"scripted://{name}"]  # type: ignore[no-any-return]
+pytestmark = pytest.mark.usefixtures("fault_sink_plugins")
 
 
 # -- row 23: many threads advancing one tracker ----------------------------------------------------

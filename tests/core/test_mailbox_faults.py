@@ -1,10 +1,7 @@
 """Delivery under sink faults, per sink mailbox: RELIABILITY.md rows 1, 2, 4-6 and 35 (in-process).
 
-Sinks are scripted test doubles registered through the plugin hook (``tests/_core_faults.py``): they
-refuse, raise, sleep or hang on command. Threaded tests use real short intervals and poll with
-deadlines; where timing is the point and a fake clock can drive it, the reporter or mailbox runs
-synchronously on a :class:`~jobprogress.testing.FakeClock`. Row 15 and the subprocess rows (33, 34 and
-the exit half of 35) live in ``test_runtime_processes.py``.
+Sinks are scripted test doubles (``tests/_core_faults.py``) that refuse, raise, sleep or hang on command;
+where timing is the point, the mailbox or reporter runs on a :class:`~jobprogress.testing.FakeClock`.
 """
 
 from __future__ import annotations
@@ -15,22 +12,23 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
 
 import jobprogress as jp
-from _core_faults import (
+from _core_faults import (  # noqa: F401  (fixtures)
     ScriptedSink,
+    fast_backoff,
+    fault_sink_plugins,
     fault_sinks,
     final_heartbeat,
     progress_of,
     release_all,
     scripted,
+    sink_stats,
     wait_for,
 )
-from jobprogress import _mailbox
 from jobprogress._mailbox import Mailbox
 from jobprogress.envelope import Heartbeat
 from jobprogress.errors import (
@@ -38,30 +36,14 @@ from jobprogress.errors import (
 )
 from jobprogress.testing import FakeClock
 
-
-@pytest.fixture(autouse=True)
-def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with fault_sinks(monkeypatch):
-        yield
-        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
-        jp.shutdown(1.0)
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of 20 ms doubling to 100 ms instead of 1 s to 30 s: the shape is the same, tests stay short."""
-    monkeypatch.setattr(_mailbox, "BACKOFF_BASE", 0.02)
-    monkeypatch.setattr(_mailbox, "BACKOFF_CAP", 0.1)
-
-
-def sink_stats(name: str) -> dict[str, int]:
-    return jp.stats()["sinks"][f"scripted://{name}"]  # type: ignore[no-any-return]
+pytestmark = pytest.mark.usefixtures("fault_sink_plugins")
 
 
 # -- row 1: the sink refuses connections ------------------------------------------------------------
 
 
-def test_row01_sink_refusing_keeps_latest_state_and_delivers_it_after_recovery(fast_backoff: None) -> None:
+@pytest.mark.usefixtures("fast_backoff")
+def test_row01_sink_refusing_keeps_latest_state_and_delivers_it_after_recovery() -> None:
     jp.configure(sinks=["scripted://r1"], interval=0.01)
     sink = scripted("r1")
     sink.refuse.set()
@@ -271,8 +253,9 @@ def test_row06_non_retryable_error_is_dropped_counted_and_logged_once(
 # -- row 35: a custom sink that raises; Thread.start failing at shutdown ---------------------------
 
 
+@pytest.mark.usefixtures("fast_backoff")
 def test_row35_raising_sink_is_caught_without_traceback_and_the_sender_survives(
-    fast_backoff: None, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="jobprogress")
     jp.configure(sinks=["scripted://r35"], interval=0.01)

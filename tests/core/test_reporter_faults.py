@@ -1,10 +1,7 @@
 """The reporter under load and clock steps: RELIABILITY.md rows 3 and 30, and block exits never held up.
 
-Sinks are scripted test doubles registered through the plugin hook (``tests/_core_faults.py``): they
-refuse, raise, sleep or hang on command. Threaded tests use real short intervals and poll with
-deadlines; where timing is the point and a fake clock can drive it, the reporter or mailbox runs
-synchronously on a :class:`~jobprogress.testing.FakeClock`. Row 15 and the subprocess rows (33, 34 and
-the exit half of 35) live in ``test_runtime_processes.py``.
+Sinks are scripted test doubles (``tests/_core_faults.py``) that refuse, raise, sleep or hang on command;
+where timing is the point, the mailbox or reporter runs on a :class:`~jobprogress.testing.FakeClock`.
 """
 
 from __future__ import annotations
@@ -12,43 +9,27 @@ from __future__ import annotations
 import itertools
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
 import jobprogress as jp
-from _core_faults import (
+from _core_faults import (  # noqa: F401  (fixtures)
     ScriptedSink,
+    fault_sink_plugins,
     fault_sinks,
     final_heartbeat,
     progress_of,
     release_all,
     scripted,
+    sink_stats,
 )
-from jobprogress import _mailbox, _runtime
+from jobprogress import _runtime
 from jobprogress._reporter import Reporter
 from jobprogress.config import resolve_settings
 from jobprogress.envelope import Heartbeat, ProgressUpdate
 from jobprogress.testing import FakeClock
 
-
-@pytest.fixture(autouse=True)
-def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with fault_sinks(monkeypatch):
-        yield
-        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
-        jp.shutdown(1.0)
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of 20 ms doubling to 100 ms instead of 1 s to 30 s: the shape is the same, tests stay short."""
-    monkeypatch.setattr(_mailbox, "BACKOFF_BASE", 0.02)
-    monkeypatch.setattr(_mailbox, "BACKOFF_CAP", 0.1)
-
-
-def sink_stats(name: str) -> dict[str, int]:
-    return jp.stats()["sinks"][f"scripted://{name}"]  # type: ignore[no-any-return]
+pytestmark = pytest.mark.usefixtures("fault_sink_plugins")
 
 
 # -- row 3: a slow sink under 100 jobs and 1M advance() calls --------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -14,10 +13,9 @@ import pytest
 import jobprogress as jp
 from _core_faults import (
     COUNTERS,
-    fault_sinks,
-    release_all,
+    fault_sink_plugins,  # noqa: F401  (fixtures)
 )
-from jobprogress import _log, _mailbox, _runtime
+from jobprogress import _log, _runtime
 from jobprogress._validate import MAX_COUNT
 from jobprogress.envelope import parse_message
 from jobprogress.errors import (
@@ -27,24 +25,7 @@ from jobprogress.errors import (
 )
 from jobprogress.testing import capture_progress
 
-
-@pytest.fixture(autouse=True)
-def _fault_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    with fault_sinks(monkeypatch):
-        yield
-        release_all()  # a hung sink must not hold shutdown (or a thread) past the test
-        jp.shutdown(1.0)
-
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff of 20 ms doubling to 100 ms instead of 1 s to 30 s: the shape is the same, tests stay short."""
-    monkeypatch.setattr(_mailbox, "BACKOFF_BASE", 0.02)
-    monkeypatch.setattr(_mailbox, "BACKOFF_CAP", 0.1)
-
-
-def sink_stats(name: str) -> dict[str, int]:
-    return jp.stats()["sinks"][f"scripted://{name}"]  # type: ignore[no-any-return]
+pytestmark = pytest.mark.usefixtures("fault_sink_plugins")
 
 
 # -- row 20: oversized and nested payloads ---------------------------------------------------------
