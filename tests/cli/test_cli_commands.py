@@ -278,9 +278,41 @@ def test_watch_reads_a_page_by_default(
         seen.append((len(views), self._banner() if self._banner else ""))
 
     monkeypatch.setattr(JobsApp, "run", run)
+    monkeypatch.setattr("jobprogress.cli._commands.on_terminal", lambda: True)
     result = runner.invoke(cli, ["watch", "--db", store_url, *options], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert seen == [(expected, banner)]
+
+
+def test_issue13_item1_watch_without_a_terminal_prints_one_snapshot_and_exits(
+    runner: CliRunner, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobprogress.cli._tui import JobsApp
+
+    def run(self: JobsApp) -> None:
+        raise AssertionError("the full-screen view started without a terminal")
+
+    monkeypatch.setattr(JobsApp, "run", run)
+    # CliRunner's stdin and stdout are not terminals, like a pipe, cron or CI.
+    result = runner.invoke(cli, ["watch", "--db", store_url, "--page", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert "Status" in result.stdout
+    assert "Progress" in result.stdout
+    assert "newest 1 and every actionable job shown (--all for all)" in result.stdout
+
+
+def test_issue13_item2_piped_jobs_table_prints_every_value_whole(tmp_path: Path) -> None:
+    from _cli_support import heartbeat
+    from jobprogress.store import StoreWriter
+
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    long_id = "backtest-mean-reversion-" + "-".join(f"segment{n}" for n in range(12))
+    with StoreWriter(url) as writer:
+        writer.write([heartbeat(long_id, "host:1", status="running", done=3, total=10)])
+    result = CliRunner(env={"COLUMNS": None}).invoke(cli, ["jobs", "--db", url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert long_id in result.stdout  # on one line, whole, although wider than the 160-column default
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""`jobprogress demo --no-tui`: real worker processes leave every kind, a failed job and a lost one."""
+"""`jobprogress demo` off a terminal: real worker processes leave every kind, a failed job, a lost one."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,20 +27,28 @@ def test_demo_no_tui_leaves_each_kind_a_failed_and_a_lost_job(tmp_path: Path) ->
             "demo",
             "--db",
             url,
-            "--no-tui",
             "--duration",
             "3",
             "--path",
             str(tree),
         ],
+        stdin=subprocess.DEVNULL,  # no terminal (issue 13, item 1): plain lines, as with --no-tui
         capture_output=True,
         text=True,
         timeout=90,
         cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout + result.stderr  # no full-screen view, no escape codes
+    assert result.stderr == ""
     assert "Demo finished" in result.stdout
-    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    # Item 2: at 80 columns job ids stay whole, and the next commands are whole lines of their own.
+    rows = [line.split() for line in lines if line.startswith(" backtest-mean-reversion ")]
+    assert rows, result.stdout
+    assert "failed" in rows[0]
+    assert f"  jobprogress show backtest-mean-reversion --db {url}" in lines
     assert "killed worker demo-schema-2 with SIGKILL" in result.stdout
 
     listed = CliRunner().invoke(

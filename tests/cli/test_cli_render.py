@@ -69,3 +69,18 @@ def test_row29_markup_in_every_field_does_not_raise() -> None:
     output = _SGR.sub("", _render(jobs_table([view], NOW), job_detail(view, NOW)))
     assert "job[/][/bold][link=x]" in output
     assert "key[/][/bold][link=x]" in output
+
+
+def test_issue13_item2_terminal_table_ellipsizes_and_never_breaks_an_id() -> None:
+    fits = "backtest-mean-reversion"
+    too_long = "nightly-" + "-".join(f"segment{n}" for n in range(10))
+    views = [job(fits, status="failed", error="DataGapError: " + "gap " * 30), job(too_long)]
+    out = StringIO()
+    Console(file=out, width=80, force_terminal=True, color_system=None).print(jobs_table(views, NOW))
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert any(line.startswith(f" {fits} ") for line in lines)  # whole, on one line
+    shown = [line.split()[0] for line in lines if line.startswith(" nightly-")]
+    assert len(shown) == 1
+    assert shown[0].endswith("…")
+    assert too_long.startswith(shown[0][:-1])

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from _cli_support import HOSTILE_ID, invoke
 from jobprogress.cli._commands import cli
+from jobprogress.cli._source import JobSource, SourceError
 
 
 def test_missing_sqlite_file_is_one_line_and_creates_nothing(runner: CliRunner, tmp_path: Path) -> None:
@@ -72,3 +73,14 @@ def test_page_holds_every_actionable_job_and_the_newest(store_url: str) -> None:
         assert len(views) == 8
         views, _ = source.page(size=100, states={"running"}, kinds={"parse"})
         assert {view.job_id for view in views} == {"parse-rows", "parse-bytes"}
+
+
+def test_issue13_item9_an_unreachable_server_is_named_once() -> None:
+    # Nothing listens on port 1: the driver refuses at once. The store normalises the URL to
+    # postgresql+psycopg://, and the message must not repeat it after the one the user typed.
+    with pytest.raises(SourceError) as raised:
+        with JobSource("postgresql://nobody@127.0.0.1:1/progress") as source:
+            source.jobs()
+    message = str(raised.value)
+    assert message.startswith("cannot read postgresql://nobody@127.0.0.1:1/progress: ")
+    assert message.count("://") == 1, message

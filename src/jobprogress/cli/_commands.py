@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -18,16 +17,16 @@ from jobprogress._states import JOB_STATES, STATE_GROUPS
 
 from ._format import comma_separated, parse_states, summary_line
 from ._outbox import outbox
-from ._render import job_detail, jobs_table
+from ._render import job_detail, jobs_table, plain_console
 from ._safe import scrub
-from ._source import JobSource, SourceError
+from ._schema import schema
+from ._source import DEFAULT_DB, JobSource, SourceError
 
 if TYPE_CHECKING:
     from jobprogress.store.views import JobView
 
 __all__ = ["DEFAULT_DB", "cli"]
 
-DEFAULT_DB: Final = "sqlite:///jobprogress.db"
 DEFAULT_STALL_AFTER: Final = 30.0
 TABLE_ROWS: Final = 1000
 """Rows `jobs` prints without --limit: laying out a terminal table of 10,000 rows takes seconds."""
@@ -35,8 +34,6 @@ WATCH_PAGE: Final = 500
 """Jobs a live view reads per refresh (plus the actionable ones): what a screen can usefully show."""
 DEMO_STALL_AFTER: Final = 5.0
 """The demo lasts seconds, so its view judges lost and stalled sooner than the default."""
-
-_PIPE_WIDTH: Final = 160
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -98,13 +95,13 @@ def _open(db_url: str, stall_after: float) -> JobSource:
         raise click.ClickException(str(exc)) from None
 
 
+def on_terminal() -> bool:
+    """Whether a full-screen view can run here: stdin and stdout are both a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def _console() -> Console:
-    # Markup, emoji and highlighting off: every renderable we print is Text built from scrubbed data.
-    console = Console(markup=False, emoji=False, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # Piped into a file or another program: nothing wraps there, so do not fold rows at 80 columns.
-        console = Console(markup=False, emoji=False, highlight=False, width=_PIPE_WIDTH)
-    return console
+    return plain_console()
 
 
 def _dump(data: Any) -> str:
@@ -155,7 +152,9 @@ def jobs(
         if limit is None and len(views) > TABLE_ROWS:
             caption += f" · the first {TABLE_ROWS:,} shown; --limit N, --status, --kind or --json for more"
             views = views[:TABLE_ROWS]
-        console.print(jobs_table(views, datetime.now(timezone.utc), caption=caption))
+        # Off a terminal nothing is cropped: the table prints whole values (see jobs_table).
+        table = jobs_table(views, datetime.now(timezone.utc), caption=caption)
+        console.print(table, soft_wrap=not console.is_terminal)
 
 
 @cli.command()
@@ -231,7 +230,11 @@ def watch(
     page: int,
     show_all: bool,
 ) -> None:
-    """Live full-screen Jobs view (q quits, / filters, a shows actionable jobs only)."""
+    """Live full-screen Jobs view (q quits, / filters, a shows actionable jobs only).
+
+    Without a terminal (stdin or stdout redirected: a pipe, cron, CI) it prints one plain snapshot
+    of the same jobs, as `jobs` would, and exits.
+    """
     states = _states(statuses)
     kind_set = _kinds(kinds)
     with _open(db_url, stall_after) as source:
@@ -239,8 +242,6 @@ def watch(
             source.page(size=1)  # fail before taking over the screen when the store cannot be read
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
-        from ._tui import JobsApp
-
         truncated = False
 
         def fetch() -> Sequence[JobView]:
@@ -253,10 +254,24 @@ def watch(
         def banner() -> str:
             return f"newest {page} and every actionable job shown (--all for all)" if truncated else ""
 
+        if not on_terminal():
+            # A pipe, a file, cron, CI: a full-screen view would write escape codes and never end.
+            # One plain snapshot of the same page instead, as `jobs` prints it.
+            try:
+                views = fetch()
+            except SourceError as exc:
+                raise click.ClickException(str(exc)) from None
+            console = _console()
+            caption = summary_line(views) + (f" · {banner()}" if banner() else "")
+            console.print(jobs_table(views, datetime.now(timezone.utc), caption=caption), soft_wrap=True)
+            return
+        from ._tui import JobsApp
+
         JobsApp(fetch, source_name=source.display_url, interval=interval, banner=banner).run()
 
 
 cli.add_command(outbox)
+cli.add_command(schema)
 
 
 @cli.command()
@@ -332,7 +347,8 @@ def demo(
     """Run real worker processes (scan, parse, backtest, schema_eval) into --db and show them live.
 
     One job fails on purpose and one worker is killed with SIGKILL early on, so the view shows a
-    failed job and, after --stall-after, a lost one.
+    failed job and, after --stall-after, a lost one. Without a terminal (a pipe, cron, CI) it runs
+    as --no-tui.
     """
     from .demo import DemoError, run_demo
 
@@ -342,7 +358,7 @@ def demo(
             path=path,
             duration=duration,
             stall_after=stall_after,
-            tui=not no_tui,
+            tui=not no_tui and on_terminal(),  # the live view needs a terminal; else plain lines
             out=sys.stdout,
         )
     except DemoError as exc:

@@ -8,9 +8,10 @@ string, so worker data such as ``[/]`` or ``:warning:`` shows literally and cann
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -33,7 +34,15 @@ from ._format import (
 )
 from ._safe import scrub
 
-__all__ = ["STATE_STYLES", "job_detail", "jobs_table", "progress_style", "safe_text", "state_text"]
+__all__ = [
+    "STATE_STYLES",
+    "job_detail",
+    "jobs_table",
+    "plain_console",
+    "progress_style",
+    "safe_text",
+    "state_text",
+]
 
 STATE_STYLES: Final = {
     FAILED: "bold red",
@@ -72,10 +81,20 @@ def _format_time(moment: datetime | None) -> str:
 
 _NARROW: Final = 100
 """Below this many columns the Jobs table leaves out Kind, which the progress line implies anyway."""
+_PIPE_WIDTH: Final = 160
+"""Width of printed output that goes to a pipe or a file (panels span it; the Jobs table may exceed it)."""
+_UNBOUNDED: Final = 100_000
+_OTHER_COLUMNS: Final = 54
+"""What a fitted table leaves beside the Job column: Status, a 16-column Progress, Workers, Updated."""
 
 
 class _JobsTable:
-    """The Jobs table, laid out for the width it is rendered at."""
+    """The Jobs table, laid out for where it is rendered.
+
+    On a terminal it fits the width: long values end in an ellipsis (a cell never breaks a value
+    mid-word, so what is shown can be read and copied). Anywhere else (a pipe, a file) nothing wraps
+    a line, so the table takes the width its values need and every value is printed whole.
+    """
 
     def __init__(
         self, views: Sequence[JobView], now: datetime, title: str | None, caption: str | None
@@ -84,8 +103,10 @@ class _JobsTable:
         self._summary = summary_line(views) if caption is None else caption
         self._title = title
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        narrow = options.max_width < _NARROW
+    def _table(self, width: int | None) -> Table:
+        """The table fitted to ``width`` columns (ellipsizing), or with whole values when None."""
+        whole = width is None
+        narrow = width is not None and width < _NARROW
         table = Table(
             title=Text(self._title) if self._title is not None else None,
             caption=Text(self._summary, style="dim"),
@@ -94,14 +115,22 @@ class _JobsTable:
             pad_edge=False,
             collapse_padding=True,
         )
-        # Job ids are what `show` takes: keep them whole on one line where the terminal allows.
+        # Job ids are what `show` takes: on one line, whole where the terminal allows, else ellipsized.
         longest_id = max((len(row[0]) for row in self._rows), default=3)
-        table.add_column(JOB_COLUMNS[0], overflow="fold", min_width=min(longest_id, 20), max_width=48)
+        table.add_column(
+            JOB_COLUMNS[0],
+            overflow="ellipsis",
+            no_wrap=True,
+            min_width=min(longest_id, 16),
+            max_width=None if width is None else max(16, width - _OTHER_COLUMNS),
+        )
         if not narrow:
-            table.add_column(JOB_COLUMNS[1], overflow="fold", max_width=14)
+            table.add_column(
+                JOB_COLUMNS[1], overflow="ellipsis", no_wrap=True, max_width=None if whole else 14
+            )
         table.add_column(JOB_COLUMNS[2], no_wrap=True)
-        table.add_column(JOB_COLUMNS[3], overflow="fold", min_width=16)
-        table.add_column(JOB_COLUMNS[4], justify="right", overflow="fold", max_width=16)
+        table.add_column(JOB_COLUMNS[3], overflow="ellipsis", no_wrap=whole, min_width=16)
+        table.add_column(JOB_COLUMNS[4], justify="right", overflow="ellipsis", no_wrap=True)
         table.add_column(JOB_COLUMNS[5], justify="right", no_wrap=True)
         for job, kind, state, progress, workers, updated in self._rows:
             cells = [
@@ -115,7 +144,29 @@ class _JobsTable:
             if narrow:
                 del cells[1]
             table.add_row(*cells)
-        yield table
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if console.is_terminal:
+            yield self._table(options.max_width)
+            return
+        table = self._table(None)
+        width = max(
+            options.max_width, console.measure(table, options=options.update(width=_UNBOUNDED)).maximum
+        )
+        yield from console.render(table, options.update(width=width, max_width=width))
+
+
+def plain_console(file: TextIO | None = None) -> Console:
+    """A console for printed (not live) output: markup, emoji and highlighting off.
+
+    Every renderable printed on it is Text built from scrubbed data. On a pipe or in a file nothing
+    wraps, so the console is wide there (``COLUMNS`` still wins) and tables print whole values.
+    """
+    console = Console(file=file, markup=False, emoji=False, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(file=file, markup=False, emoji=False, highlight=False, width=_PIPE_WIDTH)
+    return console
 
 
 def jobs_table(
@@ -123,7 +174,8 @@ def jobs_table(
 ) -> RenderableType:
     """The Jobs table for views already in display order (see ``_format.sort_jobs``).
 
-    At widths under 100 columns the Kind column is left out so every other column fits 80. The
+    On a terminal narrower than 100 columns the Kind column is left out so every other column fits
+    80, and long values are ellipsized; on a pipe or in a file every value is printed whole. The
     caption defaults to the summary line of ``views``.
     """
     return _JobsTable(views, now, title, caption)

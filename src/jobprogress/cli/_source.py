@@ -8,6 +8,7 @@ problem, so the commands can print it without a traceback.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Collection, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
@@ -23,9 +24,13 @@ if TYPE_CHECKING:
     from jobprogress.store.query import ProgressStore
     from jobprogress.store.views import JobView
 
-__all__ = ["JobSource", "SourceError", "redact_url"]
+__all__ = ["DEFAULT_DB", "JobSource", "SourceError", "redact_url"]
+
+DEFAULT_DB: Final = "sqlite:///jobprogress.db"
+"""What every command reads, and the demo writes, without ``--db`` or ``$JOBPROGRESS_DB``."""
 
 _ACTIONABLE_CAP: Final = 1000
+_LEADING_URL: Final = re.compile(r"^[a-z][a-z0-9+.-]*://\S*: ", re.IGNORECASE)
 _SINK_ONLY_SCHEMES = ("http", "https", "stdout", "stderr", "memory")
 
 
@@ -88,10 +93,9 @@ class JobSource:
             raise self._error(exc) from None
 
     def _error(self, exc: BaseException) -> SourceError:
-        message = _one_line(exc)
-        # The store's own messages may already start with the (redacted) URL: say it once.
-        for prefix in (f"{self.display_url}: ", f"{scrub(redact_url(self.url))}: "):
-            message = message.removeprefix(prefix)
+        # The store's own messages may already start with the database's URL, as given or normalised
+        # (postgresql:// becomes postgresql+psycopg://): say it once.
+        message = _LEADING_URL.sub("", _one_line(exc), count=1)
         return SourceError(f"cannot read {self.display_url}: {message}")
 
     def jobs(

@@ -30,6 +30,7 @@ from jobprogress._states import LOST, RUNNING
 from jobprogress.errors import JobProgressError
 
 from ._demo_work import PLANNED_FAILURE_EXIT, WorkerSpec, worker_main
+from ._source import DEFAULT_DB, redact_url
 
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
@@ -260,7 +261,6 @@ def _print_plain(run: DemoRun, source: JobSource, out: TextIO) -> None:
 
 def _summary(run: DemoRun, views: Sequence[JobView], db_url: str, stall_after: float) -> list[str]:
     from ._format import state_of, summary_line
-    from ._source import redact_url
 
     lost = [view.job_id for view in views if state_of(view) == LOST]
     lines = [f"Demo finished in {run.elapsed:.1f}s. {summary_line(views)}."]
@@ -269,10 +269,18 @@ def _summary(run: DemoRun, views: Sequence[JobView], db_url: str, stall_after: f
             f"The job of the killed worker {run.killed} shows as lost once {stall_after:g}s pass without a "
             f"message (--stall-after)."
         )
-    db = redact_url(db_url)
-    lines.append(f"Look around: jobprogress watch --db {db} --stall-after {stall_after:g}")
-    lines.append(f"             jobprogress show backtest-mean-reversion --db {db}")
     return lines
+
+
+def _next_commands(db_url: str, stall_after: float) -> list[str]:
+    """The commands to type next, each meant to be printed on a line of its own, unwrapped."""
+    db = redact_url(db_url)
+    db_option = "" if db_url == DEFAULT_DB else f" --db {db}"
+    return [
+        f"jobprogress jobs{db_option} --stall-after {stall_after:g}",
+        f"jobprogress show backtest-mean-reversion{db_option}",
+        f"jobprogress watch{db_option} --stall-after {stall_after:g}",
+    ]
 
 
 def run_demo(
@@ -320,21 +328,24 @@ def run_demo(
         pass  # Ctrl+C: stop the workers and say so, without a traceback
     finally:
         run.stop()
-    from rich.console import Console
+    from ._render import plain_console
 
-    console = Console(file=out, markup=False, emoji=False, highlight=False)
+    console = plain_console(out)
     if not tui and views:
         from datetime import datetime, timezone
 
         from ._render import jobs_table
 
-        console.print(jobs_table(views, datetime.now(timezone.utc)))
+        console.print(jobs_table(views, datetime.now(timezone.utc)), soft_wrap=not console.is_terminal)
     if not completed:
         console.print(f"Demo stopped early after {run.elapsed:.1f}s; its workers were terminated.")
         run.close()
         return 0
     for line in _summary(run, views, db_url, stall_after):
         console.print(line)
+    console.print("Look around:")
+    for command in _next_commands(db_url, stall_after):
+        print(f"  {command}", file=out, flush=True)  # never wrapped, so it can be copied whole
     surprises = run.surprises()
     for problem in surprises:
         print(f"jobprogress demo: unexpected: {problem}", file=sys.stderr)
