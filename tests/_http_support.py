@@ -78,7 +78,8 @@ def running_app(app: Any, *, port: int = 0) -> Iterator[str]:
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    """The headers of an authenticated request with a JSON body (the collector answers 415 to others)."""
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
 _SEQ = iter(range(1, 1 << 62))

@@ -64,7 +64,9 @@ class Collector:
 
 
 def post_head(path: str, *lines: str) -> bytes:
-    """The head of a ``POST path`` request with these header lines, for a raw socket."""
+    """The head of a ``POST path`` request of JSON with these header lines, for a raw socket."""
+    if not any(line.lower().startswith("content-type:") for line in lines):
+        lines = ("Content-Type: application/json", *lines)
     return ("\r\n".join([f"POST {path} HTTP/1.1", "Host: 127.0.0.1", *lines]) + "\r\n\r\n").encode("latin-1")
 
 

@@ -100,3 +100,8 @@ DEFAULT_PAYLOAD_LIMIT: Final = 1024
 """Default ``payload_limit``, bytes of JSON."""
 PAYLOAD_LIMIT_CEILING: Final = 4096
 """Highest ``payload_limit`` allowed."""
+MAX_BATCH_BYTES: Final = 65536
+"""A request body to the collector (``POST /v1/batch`` included), bytes of JSON after any gzip."""
+MAX_BATCH_MESSAGES: Final = 400
+"""Messages in one ``POST /v1/batch``: 400 of the smallest valid messages (about 125 bytes each) fit in
+:data:`MAX_BATCH_BYTES`, so a batch at the count limit can be sent (1,000 could not: 126 kB)."""

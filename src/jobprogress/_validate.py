@@ -53,6 +53,81 @@ def has_control(text: str) -> bool:
     return not text.isprintable() and any(map(_is_control, text))
 
 
+_allowed_starts: list[int] = []
+_allowed_ends: list[int] = []
+
+_CATEGORY_WORDS: Final = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Co": "a private-use character",
+    "Cs": "a surrogate",
+}
+
+
+def _allowed_table() -> tuple[list[int], list[int]]:
+    if not _allowed_starts:
+        from ._charset import ALLOWED_RANGES
+
+        starts, ends = [], []
+        for item in ALLOWED_RANGES.split():
+            first, _, last = item.partition("-")
+            starts.append(int(first, 16))
+            ends.append(int(last or first, 16))
+        _allowed_ends[:] = ends
+        _allowed_starts[:] = starts  # last: another thread seeing it set sees a complete table
+    return _allowed_starts, _allowed_ends
+
+
+def refused_character(text: str) -> str | None:
+    """The first control, format, private-use, surrogate or unassigned character of ``text``, or None.
+
+    "Assigned" is as of Unicode 13.0 (``_charset``), on every Python, as the JSON Schema states it.
+    """
+    if text.isascii() and text.isprintable():  # a C scan: almost every id ends here
+        return None
+    from bisect import bisect_right
+
+    starts, ends = _allowed_table()
+    for char in text:
+        index = bisect_right(starts, ord(char)) - 1
+        if index < 0 or ord(char) > ends[index]:
+            return char
+    return None
+
+
+def character_class(*, blank: bool = True) -> str:
+    """The allowed characters as a regular-expression class body (literal characters, Unicode-aware).
+
+    ``blank=False`` leaves out the whitespace ``str.strip()`` removes, for "at least one visible one".
+    """
+    starts, ends = _allowed_table()
+    ranges = list(zip(starts, ends, strict=False))
+    if not blank:
+        spaces = [code for first, last in ranges for code in range(first, last + 1) if chr(code).isspace()]
+        for code in spaces:
+            for index, (first, last) in enumerate(ranges):
+                if first <= code <= last:
+                    pieces = [(first, code - 1), (code + 1, last)]
+                    ranges[index : index + 1] = [(a, b) for a, b in pieces if a <= b]
+                    break
+
+    def literal(code: int) -> str:
+        char = chr(code)
+        return "\\" + char if char in "\\]^-[" else char
+
+    return "".join(literal(a) if a == b else f"{literal(a)}-{literal(b)}" for a, b in ranges)
+
+
+def describe_character(char: str) -> str:
+    """``U+202E (RIGHT-TO-LEFT OVERRIDE), a format character``: what an error names."""
+    import unicodedata
+
+    code = f"U+{ord(char):04X}"
+    name = unicodedata.name(char, "")
+    what = _CATEGORY_WORDS.get(unicodedata.category(char), "an unassigned code point (as of Unicode 13.0)")
+    return f"{code} ({name}), {what}" if name else f"{code}, {what}"
+
+
 if TYPE_CHECKING:
     PayloadValue = str | int | float | bool | None
 
@@ -83,13 +158,22 @@ def check_text(what: str, value: object, max_length: int = MAX_STRING_LENGTH) ->
     return value
 
 
-def check_id(what: str, value: object) -> str:
-    """A job, worker or run id: non-empty text of at most 256 characters, no control characters."""
-    text = check_text(what, value, MAX_ID_LENGTH)
+def check_id(what: str, value: object, max_length: int = MAX_ID_LENGTH) -> str:
+    """A job, worker or run id: at most 256 characters, not blank, only assigned visible characters.
+
+    Control (Cc), format (Cf: bidi overrides, zero-width characters), private-use (Co) and unassigned
+    code points are refused, naming the first one: they hide or reorder what a person reads, so an id
+    holding one could not be typed back from what is shown.
+    """
+    text = check_text(what, value, max_length)
+    refused = refused_character(text)
+    if refused is not None:
+        raise InvalidProgressError(
+            f"{what} {ascii(text) if len(text) <= 60 else ascii(text[:57]) + '...'} contains "
+            f"{describe_character(refused)}; ids may hold only assigned, visible characters"
+        )
     if not text.strip():
         raise InvalidProgressError(f"{what} must be a non-empty string, got {text!r}")
-    if has_control(text):
-        raise InvalidProgressError(f"{what} {_short(text)} contains control characters")
     return text
 
 
@@ -131,6 +215,8 @@ def check_payload_value(key: str, value: object) -> PayloadValue:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidProgressError(f"payload field {key!r} is {value}; only finite numbers are allowed")
+        if not -MAX_COUNT - 1 <= value <= MAX_COUNT:  # one range for every number, as the schema says
+            raise InvalidProgressError(f"payload field {key!r} is {value}, outside the signed 64-bit range")
         return float(value)
     if isinstance(value, str):
         return check_text(f"payload field {key!r}", value)
@@ -166,9 +252,7 @@ def check_payload(fields: object, limit: int = PAYLOAD_LIMIT_CEILING) -> dict[st
     for key, value in fields.items():
         if not isinstance(key, str):
             raise InvalidProgressError(f"payload keys must be strings, not {type(key).__name__}")
-        check_id("payload key", key)
-        if len(key) > MAX_KEY_LENGTH:
-            raise InvalidProgressError(f"payload key {key[:20]!r}... is over {MAX_KEY_LENGTH} characters")
+        check_id("payload key", key, MAX_KEY_LENGTH)
         clean[key] = check_payload_value(key, value)
     size = len(payload_json(clean).encode("utf-8"))
     if size > limit:

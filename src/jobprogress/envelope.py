@@ -5,11 +5,17 @@ and the envelope when the whole message stays within ``heartbeat_limit``) and a 
 (the envelope alone, when it did not fit). Both are versioned with ``"v": 1``; fields added since
 (a heartbeat's ``resume``) are optional, unknown fields are ignored on read and an unknown unit string
 from a newer writer is kept, so old readers keep working.
+
+Strict: a message is accepted if and only if it validates against the published JSON Schema
+(``jobprogress schema``, docs/wire/v1.schema.json, built from these models by ``_wire_schema``). No
+coercion: a count is a JSON integer (``5`` or ``5.0``, never ``true`` or ``"5"``), a rate a finite
+number, a timestamp an RFC 3339 string, a flag a JSON boolean.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -22,7 +28,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     TypeAdapter,
+    WithJsonSchema,
 )
 
 from ._forklock import ForkGate
@@ -90,16 +98,32 @@ def _unit(value: object) -> ProgressUnit | str:
         return text  # a newer writer's unit: keep it rather than fail
 
 
-def _finite_or_none(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # NaN/Inf rates and ETAs are "unknown", stored as null
+def _integral(value: object) -> object:
+    # JSON has one number type: 5.0 is the integer five (as JSON Schema says); 5.5, true and "5" are not.
+    if type(value) is float and math.isfinite(value) and value.is_integer():
+        return int(value)
     return value
 
 
-def _eta(value: object) -> object:
-    value = _finite_or_none(value)
-    if isinstance(value, float):
-        return round(value)
+TIMESTAMP_PATTERN: Final = (
+    r"^(197[1-9]|19[89][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""RFC 3339 with an upper-case ``T``, seconds, at most 6 fraction digits and a zone; years 1971-8999,
+so that no offset can move it outside 1970-9000 (what the store keeps)."""
+_TIMESTAMP: Final = re.compile(TIMESTAMP_PATTERN)
+
+
+def _timestamp(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"a timestamp is an RFC 3339 string, not {type(value).__name__}")
+    if not _TIMESTAMP.match(value):
+        raise ValueError(
+            "a timestamp is an RFC 3339 string such as 2026-01-31T12:00:00.5Z, with seconds, a zone "
+            "(Z or +hh:mm) and a year from 1971 to 8999"
+        )
     return value
 
 
@@ -134,18 +158,24 @@ def _payload(value: dict[str, PayloadValue] | None) -> dict[str, PayloadValue] |
     return None if value is None else check_payload(value)
 
 
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-Rate = Annotated[float, Field(ge=0)]
+def _ref(name: str) -> WithJsonSchema:
+    # The schema of a shared rule is written once, in _wire_schema, and referred to from each field.
+    return WithJsonSchema({"x-wire": name})
+
+
+Count = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=MAX_COUNT), _ref("Count")]
+Rate = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 Unit = Annotated[
     ProgressUnit | str,
     BeforeValidator(_unit),
     PlainSerializer(lambda u: str(u), return_type=str),
+    _ref("Unit"),
 ]
-Id = Annotated[str, AfterValidator(_id)]
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
-Kind = Annotated[str | None, AfterValidator(_kind)]
-ErrorText = Annotated[str | None, AfterValidator(_error)]
-Payload = Annotated[dict[str, PayloadValue] | None, AfterValidator(_payload)]
+Id = Annotated[str, Strict(), AfterValidator(_id), _ref("Id")]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_timestamp), AfterValidator(_utc), _ref("Timestamp")]
+Kind = Annotated[str | None, AfterValidator(_kind), _ref("Kind")]
+ErrorText = Annotated[str | None, AfterValidator(_error), _ref("ErrorText")]
+Payload = Annotated[dict[str, PayloadValue] | None, AfterValidator(_payload), _ref("Payload")]
 
 
 class JobProgressEnvelope(BaseModel):
@@ -156,8 +186,8 @@ class JobProgressEnvelope(BaseModel):
     items_done: Count
     items_total: Count | None = None
     unit: Unit = ProgressUnit.UNKNOWN
-    throughput_per_sec: Annotated[Rate | None, BeforeValidator(_finite_or_none)] = None
-    eta_seconds: Annotated[Count | None, BeforeValidator(_eta)] = None
+    throughput_per_sec: Rate | None = None
+    eta_seconds: Count | None = None
     updated_at: UtcDatetime
     payload: Payload = None
 
@@ -165,7 +195,7 @@ class JobProgressEnvelope(BaseModel):
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    v: Annotated[int, Field(ge=1)] = PROTOCOL_VERSION
+    v: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = PROTOCOL_VERSION
     job_id: Id
     worker_id: Id
     run_id: Id
@@ -181,7 +211,7 @@ class Heartbeat(_Message):
     error: ErrorText = None
     progress: JobProgressEnvelope | None = None
     updated_at: UtcDatetime
-    resume: bool = False
+    resume: Annotated[bool, Strict()] = False
     """The run continues the job's current attempt (``track(..., resume=True)``) rather than starting a
     new one once the previous attempt has ended. Left out of the JSON form when False."""
 

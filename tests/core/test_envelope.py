@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -124,11 +125,45 @@ def test_old_heartbeat_without_progress_parses() -> None:
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
-def test_non_finite_rate_and_eta_become_null(bad: float) -> None:
-    progress = JobProgressEnvelope.model_validate(envelope(throughput_per_sec=bad, eta_seconds=bad))
-    assert progress.throughput_per_sec is None
-    assert progress.eta_seconds is None
-    assert '"throughput_per_sec":null' in progress.model_dump_json()
+@pytest.mark.parametrize("field", ["throughput_per_sec", "eta_seconds"])
+def test_row40_non_finite_numbers_are_refused_not_nulled(bad: float, field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        JobProgressEnvelope.model_validate(envelope(**{field: bad}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"seq": True}, "seq"),
+        ({"seq": "5"}, "seq"),
+        ({"seq": 5.5}, "seq"),
+        ({"v": "1"}, "v"),
+        ({"resume": 1}, "resume"),
+        ({"resume": "true"}, "resume"),
+        ({"updated_at": 1764417600}, "updated_at"),
+        ({"updated_at": "2026-11-29 12:00:00Z"}, "updated_at"),
+        ({"updated_at": "1970-01-01T00:00:00Z"}, "updated_at"),
+        ({"progress": envelope(items_done=True)}, "items_done"),
+        ({"progress": envelope(items_done="5")}, "items_done"),
+        ({"progress": envelope(throughput_per_sec="2.5")}, "throughput_per_sec"),
+        ({"progress": envelope(throughput_per_sec=False)}, "throughput_per_sec"),
+        ({"progress": envelope(payload={"big": 1e19})}, "payload"),
+        ({"job_id": "scan\u202e42"}, "U+202E"),
+        ({"worker_id": "w\u200b"}, "U+200B"),
+        ({"run_id": "r\ue000"}, "U+E000"),
+        ({"job_id": "j\x85"}, "U+0085"),
+    ],
+)
+def test_row40_no_coercion_and_no_hidden_characters(changes: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(field)):
+        parse_message(json.dumps(heartbeat(**changes)))
+
+
+def test_a_json_integer_may_be_written_with_a_zero_fraction() -> None:
+    # JSON has one number type; JSON Schema's "integer" accepts 5.0, and so does the collector.
+    message = parse_message(json.dumps(heartbeat(seq=7.0, progress=envelope(items_done=5.0))))
+    assert message.seq == 7
+    assert type(message.seq) is int
 
 
 @pytest.mark.parametrize(

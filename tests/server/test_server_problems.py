@@ -9,6 +9,7 @@ import pytest
 
 from _http_support import TOKEN, auth, heartbeat, progress_update, running_app, wire
 from _server_support import Collector, MemoryWriter, StaticReader
+from jobprogress._states import MAX_BATCH_MESSAGES
 from jobprogress.server import create_app
 
 # -- row 25: bad input is 4xx naming the field -----------------------------------------------------
@@ -70,15 +71,16 @@ def test_row25_bad_bodies_are_4xx_naming_the_problem(
     assert collector.writer.messages == []
 
 
-def test_batches_over_1000_messages_are_422() -> None:
+def test_batches_over_the_message_limit_are_422() -> None:
     writer = MemoryWriter()
     app = create_app(token=TOKEN, writer=writer, reader=StaticReader(), max_body=2**20)
+    over = MAX_BATCH_MESSAGES + 1
     with running_app(app) as url, httpx.Client(base_url=url) as client:
-        response = client.post("/v1/batch", json=[_GOOD] * 1001, headers=auth())
+        response = client.post("/v1/batch", json=[_GOOD] * over, headers=auth())
         assert response.status_code == 422
-        assert "1000" in response.json()["detail"]
-        assert client.post("/v1/batch", json=[_GOOD] * 1000, headers=auth()).status_code == 200
-    assert len(writer.messages) == 1000
+        assert str(MAX_BATCH_MESSAGES) in response.json()["detail"]
+        assert client.post("/v1/batch", json=[_GOOD] * MAX_BATCH_MESSAGES, headers=auth()).status_code == 200
+    assert len(writer.messages) == MAX_BATCH_MESSAGES
 
 
 def test_row25_unknown_fields_are_ignored(collector: Collector) -> None:

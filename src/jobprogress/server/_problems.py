@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Refusal",
+    "check_json",
     "check_query_text",
     "http_exception",
     "invalid",
@@ -115,8 +117,32 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range for a JSON number")  # 1e999 would read as Infinity
+    return number
+
+
+def check_json(body: bytes) -> None:
+    """JSON's own grammar: no ``NaN``/``Infinity`` literals, no number that overflows a double.
+
+    Raises:
+        Refusal: 400 naming what is wrong.
+    """
+    try:
+        json.loads(body, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        raise Refusal(problem(400, f"request body is not valid JSON: {exc}")) from None
+
+
 def validate(adapter: TypeAdapter[Any], body: bytes, what: str) -> Any:
     """Validate ``body`` as JSON; raise a response-carrying error naming each bad field."""
+    check_json(body)
     try:
         return adapter.validate_json(body)
     except ValidationError as exc:

@@ -78,7 +78,17 @@ class _LogOnce:
 
 
 def _json_bytes(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    # ASCII with \u escapes: whatever an older store holds (a bidi override, a C1 control) reaches a
+    # client escaped, never raw and never stripped, so what is shown can be typed back.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def _json_content(values: list[str]) -> bool:
+    """True for ``application/json`` with or without parameters (a charset), as the only header."""
+    if len(values) != 1:
+        return False
+    media_type = values[0].split(";", 1)[0].strip().lower()
+    return media_type == "application/json"
 
 
 class Collector:
@@ -106,6 +116,11 @@ class Collector:
         self.coalescer = WriteCoalescer(writer.write)
 
     async def _body(self, request: Request) -> bytes:
+        if not _json_content(request.headers.getlist("content-type")):
+            given = ", ".join(request.headers.getlist("content-type")) or "none"
+            detail = f"unsupported Content-Type {given!r}; send application/json"
+            drained = await drain(request.stream(), self.max_body, self.body_timeout)
+            raise Refusal(problem(415, detail, close=not drained))
         try:
             length = declared_length(request.headers.getlist("content-length"))
         except BodyError as exc:

@@ -18,6 +18,7 @@ from typing import Final
 
 import anyio
 
+from jobprogress._states import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
 from jobprogress.errors import ConfigurationError, MissingExtraError
 
 try:
@@ -49,8 +50,8 @@ __all__ = [
 
 logger = logging.getLogger("jobprogress.server")
 
-DEFAULT_MAX_BODY: Final = 65536
-DEFAULT_MAX_BATCH: Final = 1000
+DEFAULT_MAX_BODY: Final = MAX_BATCH_BYTES
+DEFAULT_MAX_BATCH: Final = MAX_BATCH_MESSAGES
 DEFAULT_BODY_TIMEOUT: Final = 10.0
 
 

@@ -7,10 +7,10 @@ from typing import Any, Final
 
 from pydantic.json_schema import models_json_schema
 
-from jobprogress._states import MAX_KIND_LENGTH, STATUS_FILTERS
+from jobprogress._states import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_KIND_LENGTH, STATUS_FILTERS
 from jobprogress._validate import MAX_ID_LENGTH
 from jobprogress._version import __version__
-from jobprogress.envelope import Heartbeat, ProgressUpdate
+from jobprogress._wire_schema import TEXT_PATTERN, wire_definitions
 from jobprogress.store.views import JobView
 
 __all__ = ["JOB_FILTERS", "openapi_document"]
@@ -19,9 +19,6 @@ JOB_FILTERS: Final = STATUS_FILTERS
 """Values of ``GET /v1/jobs?status=``: a stored status, or a liveness judgement of running jobs."""
 
 _REF: Final = "#/components/schemas/{model}"
-_ID_FIELDS: Final = ("job_id", "worker_id", "run_id")
-# No C0/C1 control characters, and at least one non-space character (what check_id enforces).
-_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 
 _ERROR_SCHEMA: Final = {
     "type": "object",
@@ -77,15 +74,10 @@ def _write_operation(summary: str, schema: dict[str, Any], max_body: int) -> dic
     return {
         "summary": summary,
         "security": [{"bearer": []}],
-        "parameters": [
-            {
-                "name": "Content-Encoding",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "enum": ["gzip", "identity"]},
-                "description": f"gzip bodies are inflated under the same {max_body}-byte bound.",
-            }
-        ],
+        "description": (
+            f"The body is JSON (Content-Type: application/json), at most {max_body} bytes; it may be "
+            "sent with Content-Encoding: gzip, and is inflated under the same bound."
+        ),
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
             "200": {
@@ -100,46 +92,34 @@ def _write_operation(summary: str, schema: dict[str, Any], max_body: int) -> dic
                     }
                 },
             },
-            "400": _error("The body is not JSON, or not valid gzip."),
+            "400": _error("The body is not JSON (NaN and Infinity are not JSON), or not valid gzip."),
             "408": _error("The body did not arrive in time."),
             "413": _error(f"The body is over {max_body} bytes, before or after inflation."),
-            "415": _error("Unsupported Content-Encoding."),
+            "415": _error(
+                "A Content-Type other than application/json, or a Content-Encoding other than gzip."
+            ),
             "422": _error("A field is missing or invalid; `errors` names each one."),
             **_common_errors(),
         },
     }
 
 
-def _constrain_ids(schemas: dict[str, Any]) -> None:
-    for name in ("Heartbeat", "ProgressUpdate"):
-        properties = schemas[name]["properties"]
-        for field in _ID_FIELDS:
-            properties[field].update(minLength=1, maxLength=MAX_ID_LENGTH, pattern=_ID_PATTERN)
-
-
 def _build(max_body: int, max_batch: int) -> dict[str, Any]:
-    _, definitions = models_json_schema(
-        [(Heartbeat, "validation"), (ProgressUpdate, "validation"), (JobView, "serialization")],
-        ref_template=_REF,
+    # The request schemas are the wire's JSON Schema (``jobprogress schema``), the same definitions.
+    _, views = models_json_schema([(JobView, "serialization")], ref_template=_REF)
+    schemas: dict[str, Any] = {**views["$defs"], **wire_definitions(_REF)}
+    batch = schemas["Batch"]
+    batch["maxItems"] = max_batch
+    batch["x-maxBodyBytes"] = max_body
+    batch["description"] = (
+        f"Up to {batch['maxItems']} messages, oldest first, in a body of at most {max_body} bytes."
     )
-    schemas: dict[str, Any] = dict(definitions["$defs"])
-    _constrain_ids(schemas)
     schemas["Error"] = _ERROR_SCHEMA
-    message = {
-        "oneOf": [{"$ref": _REF.format(model="Heartbeat")}, {"$ref": _REF.format(model="ProgressUpdate")}],
-        "discriminator": {
-            "propertyName": "type",
-            "mapping": {
-                "heartbeat": _REF.format(model="Heartbeat"),
-                "progress": _REF.format(model="ProgressUpdate"),
-            },
-        },
-    }
     job_id_parameter = {
         "name": "job_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": TEXT_PATTERN},
     }
     read_errors = {
         "400": _error("A query parameter is malformed."),
@@ -192,8 +172,8 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
             },
             "/v1/batch": {
                 "post": _write_operation(
-                    f"Store up to {max_batch} messages, oldest first.",
-                    {"type": "array", "maxItems": max_batch, "items": message},
+                    f"Store up to {batch['maxItems']} messages, oldest first.",
+                    {"$ref": _REF.format(model="Batch")},
                     max_body,
                 )
             },
@@ -273,7 +253,9 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
 _cache: dict[tuple[int, int], dict[str, Any]] = {}
 
 
-def openapi_document(*, max_body: int = 65536, max_batch: int = 1000) -> dict[str, Any]:
+def openapi_document(
+    *, max_body: int = MAX_BATCH_BYTES, max_batch: int = MAX_BATCH_MESSAGES
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a collector with these limits (a fresh copy each call)."""
     key = (max_body, max_batch)
     if key not in _cache:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from jobprogress._log import redact_url
+from jobprogress._states import MAX_BATCH_BYTES
 from jobprogress.errors import ConfigurationError, MissingExtraError
 from jobprogress.server._auth import CREDENTIAL_QUERY_NAMES, LOGGED_QUERY_NAMES, RedactQueryCredentials
 
@@ -104,7 +105,7 @@ def serve(
     *,
     limit_concurrency: int | None = None,
     stall_after: float = 30.0,
-    max_body: int = 65536,
+    max_body: int = MAX_BATCH_BYTES,
     table_prefix: str = "cf_",
     body_timeout: float = 10.0,
     log_level: str = "info",

@@ -26,6 +26,7 @@ from datetime import timezone
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from jobprogress._states import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
 from jobprogress._version import __version__
 from jobprogress.envelope import dump_message
 from jobprogress.errors import ConfigurationError, MissingExtraError, SinkError
@@ -46,10 +47,6 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN_ENV: Final = "JOBPROGRESS_HTTP_TOKEN"
-MAX_BATCH_MESSAGES: Final = 1000
-"""Most messages in one ``POST /v1/batch`` (the collector refuses more)."""
-MAX_BATCH_BYTES: Final = 65536
-"""Largest request body; the collector answers 413 above it."""
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 MAX_TIMEOUT: Final = 60.0
