@@ -12,6 +12,7 @@ import itertools
 import os
 from contextvars import ContextVar, Token
 
+from . import _scope
 from . import _validate as v
 from ._counter import CounterBase
 from ._iterate import IterEnd, Probe, counted
@@ -67,6 +68,7 @@ class Tracker(CounterBase):
         "__weakref__",
         "_error",
         "_job",
+        "_join",
         "_kind",
         "_payload",
         "_pid",
@@ -108,6 +110,7 @@ class Tracker(CounterBase):
         self._worker_id_arg = None if worker_id is None else v.check_id("worker_id", worker_id)
         self._payload = None if payload is None else self._guard_payload(payload)
         self._resume = bool(resume)
+        self._join = False
         self._status = PENDING
         self._error: str | None = None
         self._run_id: str | None = None
@@ -228,6 +231,9 @@ class Tracker(CounterBase):
         """
         if self._status == RUNNING:
             return self
+        scope = _scope.current()  # the task of an engine integration (contrib.celery, contrib.dask)
+        if scope is not None and self._job is None:
+            self._job = scope.job_id
         if not isinstance(self._job, str):
             raise InvalidProgressError(
                 "this tracker has no job id: pass track('job-id', ...) or use it as a decorator"
@@ -235,7 +241,9 @@ class Tracker(CounterBase):
         from . import _runtime
 
         runtime = _runtime.reporter()
-        self._worker_id = self._worker_id_arg or runtime.settings.resolved_worker_id
+        scoped_worker = None if scope is None else scope.worker_id
+        self._worker_id = self._worker_id_arg or scoped_worker or runtime.settings.resolved_worker_id
+        self._join = scope is not None and scope.join
         if self._status in FINAL_STATUSES:
             self._done = 0  # a new run counts afresh
         self._run_id = os.urandom(8).hex()
@@ -249,6 +257,8 @@ class Tracker(CounterBase):
         self._version += 1
         self._pid = os.getpid()
         runtime.register(self, seq_floor)
+        if scope is not None:
+            scope.adopt(self)
         return self
 
     def _end(self, status: str, error: str | None) -> None:
@@ -424,7 +434,7 @@ class TrackerState:
         self.kind = tracker._kind
         self.payload = tracker._payload
         self.error = tracker._error
-        self.resume = tracker._resume
+        self.resume = tracker._resume or tracker._join  # a scope's join goes on the wire as resume does
         self.job_id = tracker.job_id or ""
         self.worker_id = tracker.worker_id or ""
         self.run_id = tracker._run_id or ""
