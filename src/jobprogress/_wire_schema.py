@@ -213,9 +213,10 @@ def wire_schema() -> dict[str, Any]:
                 "title": f"jobprogress wire protocol v{PROTOCOL_VERSION}",
                 "description": (
                     "What a worker posts to a jobprogress collector: POST /v1/heartbeat takes a Heartbeat, "
-                    "POST /v1/progress a ProgressUpdate, POST /v1/batch a Batch. Bodies are JSON "
-                    "(Content-Type: application/json), optionally gzip-encoded. Unknown properties are "
-                    "ignored, so newer writers can add fields."
+                    "POST /v1/progress a ProgressUpdate, POST /v1/batch a Batch. Bodies are I-JSON "
+                    "(RFC 7493: no NaN or Infinity, no number a double cannot hold, such as 1e999 or a "
+                    "400-digit integer) with Content-Type: application/json, optionally gzip-encoded. "
+                    "Unknown properties are ignored, so newer writers can add fields."
                 ),
                 "x-version": PROTOCOL_VERSION,
                 "anyOf": [{"$ref": "#/$defs/Message"}, {"$ref": "#/$defs/Batch"}],

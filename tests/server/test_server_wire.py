@@ -61,6 +61,7 @@ def _rate_token(token: str) -> str:
         (_rate_token("Infinity"), 400, "Infinity"),
         (_rate_token("-Infinity"), 400, "Infinity"),
         (_rate_token("1e999"), 400, "1e999"),
+        (_rate_token("1" + "0" * 400), 400, "401 digits"),  # an integer no double holds is not I-JSON
         (json.dumps([{**_GOOD, "extra": float("nan")}]), 400, "NaN"),
         (json.dumps([{**_GOOD, "job_id": "scan\u202e42"}]), 422, "U+202E"),
         (json.dumps([{**_GOOD, "job_id": "scan\u200b42"}]), 422, "U+200B"),

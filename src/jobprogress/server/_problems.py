@@ -128,14 +128,23 @@ def _finite(text: str) -> float:
     return number
 
 
+def _finite_integer(text: str) -> int:
+    number = int(text)
+    try:
+        float(number)
+    except OverflowError:
+        raise ValueError(f"{text[:20]}... ({len(text)} digits) is out of range for a JSON number") from None
+    return number
+
+
 def check_json(body: bytes) -> None:
-    """JSON's own grammar: no ``NaN``/``Infinity`` literals, no number that overflows a double.
+    """I-JSON (RFC 7493): no ``NaN``/``Infinity`` literals, no number that overflows a double.
 
     Raises:
         Refusal: 400 naming what is wrong.
     """
     try:
-        json.loads(body, parse_constant=_not_json, parse_float=_finite)
+        json.loads(body, parse_constant=_not_json, parse_float=_finite, parse_int=_finite_integer)
     except (ValueError, RecursionError) as exc:
         raise Refusal(problem(400, f"request body is not valid JSON: {exc}")) from None
 
