@@ -146,3 +146,49 @@ def test_closed_store_refuses(store: ProgressStore) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.jobs()
+
+
+def test_counts_come_from_one_aggregate_and_agree_with_the_jobs(
+    store: ProgressStore, writer: StoreWriter, clock: StoreClock
+) -> None:
+    from collections import Counter
+
+    from jobprogress._states import JOB_STATES
+
+    writer.write(
+        [
+            heartbeat(1, job="quiet", progress=envelope(1)),
+            heartbeat(1, job="stuck", progress=envelope(1)),
+            heartbeat(1, job="broke", worker="w1", kind="etl"),
+            heartbeat(1, job="broke", worker="w2", kind="etl"),
+        ]
+    )
+    clock.advance(STALL + 1)
+    writer.write(
+        [
+            heartbeat(2, job="stuck", progress=envelope(1)),  # alive, no progress: stalled
+            heartbeat(2, "failed", job="broke", worker="w1", kind="etl", error="boom"),
+            heartbeat(1, "succeeded", job="done", kind="etl"),
+            heartbeat(1, "cancelled", job="stopped"),
+            heartbeat(1, job="busy", progress=envelope(5)),
+            heartbeat(3, job="bootstrap"),  # alive, no progress: stalled too
+        ]
+    )
+    counts = store.counts()
+    assert list(counts) == list(JOB_STATES)
+    assert counts == {**dict.fromkeys(JOB_STATES, 0), **Counter(job.state for job in store.jobs())}
+    assert (counts["lost"], counts["stalled"], counts["failed"], counts["running"]) == (1, 2, 1, 1)
+    assert store.counts(kind="etl") == {**dict.fromkeys(JOB_STATES, 0), "failed": 1, "succeeded": 1}
+    assert store.counts(kind=[]) == dict.fromkeys(JOB_STATES, 0)
+    clock.advance(10)
+    assert sum(store.counts(active_within=5).values()) == 0
+    with pytest.raises(ConfigurationError, match="active_within"):
+        store.counts(active_within=-1)
+
+
+def test_counts_of_a_store_without_tables_are_zero(store_target: StoreTarget) -> None:
+    if store_target.path is not None:
+        with StoreWriter(store_target.url, table_prefix="other_") as writer:
+            writer.write([heartbeat(1)])  # the file exists, the default prefix's tables do not
+    with ProgressStore(store_target.url) as store:
+        assert set(store.counts().values()) == {0}

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from jobprogress._states import JOB_STATES, STATE_GROUPS
 
-from ._format import comma_separated, parse_states, summary_line
+from ._format import comma_separated, counts_line, parse_states, summary_line
 from ._outbox import outbox
 from ._render import job_detail, jobs_table, plain_console
 from ._safe import scrub
@@ -138,6 +138,7 @@ def jobs(
     with _open(db_url, stall_after) as source:
         try:
             views = source.jobs(states=states, kinds=_kinds(kinds), limit=limit)
+            counts = None if as_json or not views else source.counts(states=states, kinds=_kinds(kinds))
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
         if as_json:
@@ -148,7 +149,7 @@ def jobs(
             filtered = " matching the filters" if states or kinds else ""
             console.print(f"No jobs{filtered} in {source.display_url}.", markup=False)
             return
-        caption = summary_line(views)
+        caption = counts_line(counts) if counts is not None else summary_line(views)
         if limit is None and len(views) > TABLE_ROWS:
             caption += f" · the first {TABLE_ROWS:,} shown; --limit N, --status, --kind or --json for more"
             views = views[:TABLE_ROWS]

@@ -30,6 +30,7 @@ __all__ = [
     "ago",
     "amount",
     "comma_separated",
+    "counts_line",
     "human_bytes",
     "human_count",
     "human_duration",
@@ -123,11 +124,16 @@ def summary_counts(views: Iterable[JobView]) -> dict[str, int]:
 
 def summary_line(views: Sequence[JobView]) -> str:
     """One line such as ``7 jobs: 1 failed, 1 lost, 0 stalled, 3 running, 2 ready``."""
-    counts = summary_counts(views)
-    ready = sum(counts[state] for state in READY)
-    noun = "job" if len(views) == 1 else "jobs"
-    parts = [f"{counts[state]} {state}" for state in (*ACTIONABLE, RUNNING)]
-    return f"{len(views)} {noun}: {', '.join(parts)}, {ready} ready"
+    return counts_line(summary_counts(views))
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    """The summary line from per-state counts (``ProgressStore.counts()``, one SQL aggregate)."""
+    jobs = sum(counts.values())
+    ready = sum(counts.get(state, 0) for state in READY)
+    noun = "job" if jobs == 1 else "jobs"
+    parts = [f"{counts.get(state, 0)} {state}" for state in (*ACTIONABLE, RUNNING)]
+    return f"{jobs} {noun}: {', '.join(parts)}, {ready} ready"
 
 
 def human_count(value: int) -> str:

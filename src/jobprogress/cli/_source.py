@@ -118,6 +118,16 @@ class JobSource:
         ordered = sort_jobs(views)
         return ordered if limit is None else ordered[:limit]
 
+    def counts(self, *, states: Collection[str] = (), kinds: Collection[str] = ()) -> dict[str, int]:
+        """How many jobs show each state word (one SQL aggregate); states not in ``states`` count 0.
+
+        Raises:
+            SourceError: the query failed.
+        """
+        with self._reading():
+            counts = self._store.counts(kind=sorted(kinds) or None)
+        return {state: count if not states or state in states else 0 for state, count in counts.items()}
+
     def page(
         self, *, size: int, states: Collection[str] = (), kinds: Collection[str] = ()
     ) -> tuple[list[JobView], bool]:

@@ -16,7 +16,15 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from jobprogress._states import JOB_STATUS_PRECEDENCE, LOST, MAX_COUNT, RUNNING, STALLED, STATUS_FILTERS
+from jobprogress._states import (
+    JOB_STATES,
+    JOB_STATUS_PRECEDENCE,
+    LOST,
+    MAX_COUNT,
+    RUNNING,
+    STALLED,
+    STATUS_FILTERS,
+)
 from jobprogress.errors import ConfigurationError, StoreError
 from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, gc_paused
 from jobprogress.store._engine import EngineLease, EngineSettings, connect, describe_error, now_sql
@@ -26,7 +34,7 @@ from jobprogress.store.views import JobView
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.sql import Select
+    from sqlalchemy.sql import Select, Subquery
     from sqlalchemy.sql.elements import ColumnElement
 
     from jobprogress.store.writer import Clock
@@ -53,6 +61,17 @@ def _names(what: str, value: str | Iterable[str] | None, allowed: tuple[str, ...
         if allowed is not None and name not in allowed:
             raise ConfigurationError(f"unknown {what} {name!r}; expected one of {', '.join(allowed)}")
     return names
+
+
+def _check_window(active_within: float | None) -> None:
+    if active_within is not None and (
+        isinstance(active_within, bool)
+        or not isinstance(active_within, (int, float))
+        or not 0 <= active_within < math.inf  # NaN fails too
+    ):
+        raise ConfigurationError(
+            f"active_within must be a finite number of seconds >= 0, got {active_within!r}"
+        )
 
 
 class ProgressStore:
@@ -140,14 +159,7 @@ class ProgressStore:
         for name, count in (("limit", limit), ("offset", offset)):
             if count is not None and (type(count) is not int or not 0 <= count <= MAX_COUNT):
                 raise ConfigurationError(f"{name} must be an integer from 0 to {MAX_COUNT}, got {count!r}")
-        if active_within is not None and (
-            isinstance(active_within, bool)
-            or not isinstance(active_within, (int, float))
-            or not 0 <= active_within < math.inf  # NaN fails too
-        ):
-            raise ConfigurationError(
-                f"active_within must be a finite number of seconds >= 0, got {active_within!r}"
-            )
+        _check_window(active_within)
         if statuses == [] or kinds == [] or limit == 0:
             return []
         return self._run(
@@ -161,6 +173,43 @@ class ProgressStore:
                 offset=offset,
             )
         )
+
+    def counts(
+        self, *, kind: str | Iterable[str] | None = None, active_within: float | None = None
+    ) -> dict[str, int]:
+        """How many jobs are in each state, from one SQL aggregate (no job is read into Python).
+
+        Args:
+            kind: Count only jobs of these kinds.
+            active_within: Count only jobs that sent a message within this many seconds (store clock).
+
+        Returns:
+            Every job state of :data:`~jobprogress._states.JOB_STATES`, in that order, with its count
+            (0 included); the states are the words :attr:`JobView.state` shows.
+
+        Raises:
+            ConfigurationError: a kind is not a string, or the window is negative.
+            StoreError: the store could not be read.
+        """
+        from sqlalchemy import func, select
+
+        kinds = _names("kind", kind, None)
+        _check_window(active_within)
+        counts = dict.fromkeys(JOB_STATES, 0)
+        if kinds == []:
+            return counts
+
+        def statement(attempts: bool) -> Select[Any]:
+            jobs, state, kind_matches = self._judged(
+                attempts, job_id=None, kinds=kinds, active_within=active_within
+            )
+            word = state.label("state")
+            counted: Select[Any] = select(word, func.count().label("jobs"))  # type: ignore[assignment]
+            return counted.select_from(jobs).where(*kind_matches).group_by(word)
+
+        for state, count in self._rows(statement):
+            counts[str(state)] = int(count)
+        return counts
 
     def job(self, job_id: str) -> JobView | None:
         """One job, its newest attempt's aggregate and workers, or None when the store holds no row of it.
@@ -247,37 +296,21 @@ class ProgressStore:
             case((worker_stalled, 1), else_=0).label("worker_stalled"),
         )
 
-    def _statement(
+    def _judged(
         self,
         attempts: bool,
         *,
         job_id: str | None,
-        statuses: list[str] | None,
         kinds: list[str] | None,
         active_within: float | None,
-        limit: int | None,
-        offset: int,
-    ) -> Select[Any]:
-        from sqlalchemy import String, and_, case, cast, func, literal, select
+    ) -> tuple[Subquery, ColumnElement[str], list[ColumnElement[bool]]]:
+        """One row per job of its newest attempt (``job_id``, ``attempt``, ``last_seen``), its state
+        word in SQL, and the conditions that keep the jobs of ``kinds``."""
+        from sqlalchemy import String, case, cast, func, literal, select
 
         table = self._tables.progress
         running, worker_lost, worker_stalled = self._liveness()
-        worker_columns = self._worker_columns(attempts)
         attempt = self._attempt(attempts)
-        if (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0):
-            # The whole list needs no grouping in SQL: every row of a newest attempt is returned, and
-            # _fold derives each job's status and order from its rows by the rules the page query
-            # applies. The rows of a job are adjacent in the primary key: one ordered pass finds its
-            # newest attempt.
-            newest_attempts = (
-                select(table.c.job_id, func.max(attempt).label("attempt")).group_by(table.c.job_id).subquery()
-            )
-            return select(*worker_columns).join_from(
-                newest_attempts,
-                table,
-                and_(table.c.job_id == newest_attempts.c.job_id, attempt == newest_attempts.c.attempt),
-            )
-
         # One grouped pass over every attempt's rows; only the newest attempt counts. Each row gets a
         # rank, and MAX(attempt * 4 + rank) is reached by a row of the newest attempt (attempt
         # outweighs any rank), so its remainder is the highest rank among the newest attempt's rows.
@@ -328,16 +361,52 @@ class ProgressStore:
             (best_live == _STALLED, STALLED),  # one is stalled, the others stalled or lost
             else_=RUNNING,
         )
-        page = select(jobs.c.job_id, jobs.c.attempt)
-        if statuses is not None:
-            page = page.where(state.in_(statuses))
+        kind_matches: list[ColumnElement[bool]] = []
         if kinds is not None:
             prefix = cast(newest + _ATTEMPT_PREFIX, String())
             width = len(str(_ATTEMPT_PREFIX))
-            page = page.where(
+            kind_matches = [
                 func.substr(jobs.c.ranked_kind, 1, width) == prefix,
                 func.substr(jobs.c.ranked_kind, width + 1).in_(kinds),
+            ]
+        return jobs, state, kind_matches
+
+    def _statement(
+        self,
+        attempts: bool,
+        *,
+        job_id: str | None,
+        statuses: list[str] | None,
+        kinds: list[str] | None,
+        active_within: float | None,
+        limit: int | None,
+        offset: int,
+    ) -> Select[Any]:
+        from sqlalchemy import and_, func, select
+
+        table = self._tables.progress
+        worker_columns = self._worker_columns(attempts)
+        attempt = self._attempt(attempts)
+        if (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0):
+            # The whole list needs no grouping in SQL: every row of a newest attempt is returned, and
+            # _fold derives each job's status and order from its rows by the rules the page query
+            # applies. The rows of a job are adjacent in the primary key: one ordered pass finds its
+            # newest attempt.
+            newest_attempts = (
+                select(table.c.job_id, func.max(attempt).label("attempt")).group_by(table.c.job_id).subquery()
             )
+            return select(*worker_columns).join_from(
+                newest_attempts,
+                table,
+                and_(table.c.job_id == newest_attempts.c.job_id, attempt == newest_attempts.c.attempt),
+            )
+
+        jobs, state, kind_matches = self._judged(
+            attempts, job_id=job_id, kinds=kinds, active_within=active_within
+        )
+        page = select(jobs.c.job_id, jobs.c.attempt).where(*kind_matches)
+        if statuses is not None:
+            page = page.where(state.in_(statuses))
         page = page.order_by(jobs.c.last_seen.desc(), jobs.c.job_id)
         if limit is not None:
             page = page.limit(limit)
@@ -364,6 +433,17 @@ class ProgressStore:
     def _run(
         self, statement_for: Callable[[bool], Select[Any]], *, by_attempt: bool = False
     ) -> list[JobView]:
+        with gc_paused():
+            # The rows are kept only as the next call's cache; unchanged jobs reuse their views.
+            rows = self._rows(statement_for)
+            if by_attempt:
+                return fold_attempts(rows)
+            views, self._views = fold(rows, self._views)
+            return views
+
+    def _rows(self, statement_for: Callable[[bool], Select[Any]]) -> list[tuple[Any, ...]]:
+        """The statement's rows as plain tuples (comparing them with the cache runs in C, unlike
+        Row.__eq__); none when nothing was written yet."""
         from sqlalchemy import inspect, select
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -386,14 +466,7 @@ class ProgressStore:
                 else:
                     now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
                 params = {"store_now": now, "cutoff": now - self._stall_after}
-                with gc_paused():
-                    # The rows are kept only as the next call's cache; unchanged jobs reuse their views.
-                    # Plain tuples: comparing them with the cache runs in C, unlike Row.__eq__.
-                    rows = list(map(tuple, connection.execute(statement, params)))
-                    if by_attempt:
-                        return fold_attempts(rows)
-                    views, self._views = fold(rows, self._views)
-                    return views
+                return list(map(tuple, connection.execute(statement, params)))
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:
