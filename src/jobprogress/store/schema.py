@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "StoreTables", "create_schema", "read_schema_version", "tables_for"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """Version of the tables this release writes; a store written by a newer release is refused.
 
-Version 2 added the ``attempt`` column to the progress and history tables."""
+Version 2 added the ``attempt`` column to the progress and history tables; version 3 the
+``{prefix}jobs`` view (:mod:`._view`)."""
 
 ATTEMPTS_VERSION: Final = 2
 """The first schema version whose tables have the ``attempt`` column."""
@@ -257,8 +258,22 @@ def _add_attempt(connection: Connection, tables: StoreTables) -> None:
         )
 
 
+def _create_view(connection: Connection, tables: StoreTables) -> None:
+    """Version 2 to 3: the ``{prefix}jobs`` view, (re)created under the lock that serializes creators."""
+    from ._view import create_jobs_view
+
+    if _has_table(connection, tables.progress.name):
+        create_jobs_view(connection, tables)
+
+
+def _has_table(connection: Connection, name: str) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(connection).has_table(name))
+
+
 # Migrations from version N to N+1, run in order inside the creating transaction.
-MIGRATIONS: dict[int, Migration] = {1: _add_attempt}
+MIGRATIONS: dict[int, Migration] = {1: _add_attempt, 2: _create_view}
 
 
 def migrate(connection: Connection, tables: StoreTables, version: int) -> None:
@@ -341,6 +356,7 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
                 check_version(version, tables.prefix + "job_progress")
                 tables.metadata.create_all(connection, tables=wanted, checkfirst=True)
                 if version is None:
+                    _create_view(connection, tables)
                     connection.execute(
                         insert(tables.version).values(component=SCHEMA_COMPONENT, version=SCHEMA_VERSION)
                     )
