@@ -192,3 +192,31 @@ def test_counts_of_a_store_without_tables_are_zero(store_target: StoreTarget) ->
             writer.write([heartbeat(1)])  # the file exists, the default prefix's tables do not
     with ProgressStore(store_target.url) as store:
         assert set(store.counts().values()) == {0}
+
+
+def test_iter_jobs_streams_the_cli_order_and_the_same_views(
+    store: ProgressStore, writer: StoreWriter, clock: StoreClock
+) -> None:
+    writer.write([heartbeat(1, job="old-lost", progress=envelope(1))])
+    clock.advance(STALL + 1)
+    messages = []
+    for index in range(12):
+        worker = f"w{index % 3}"
+        status = ("running", "failed", "succeeded", "cancelled")[index % 4]
+        messages.append(heartbeat(2, status, job=f"job-{index:02d}", worker=worker, progress=envelope(index)))
+        messages.append(heartbeat(2, job=f"job-{index:02d}", worker="wx", progress=envelope(1, None)))
+        clock.advance(1)
+        writer.write(messages)
+        messages = []
+    from jobprogress.cli._format import sort_jobs
+
+    expected = sort_jobs(store.jobs())
+    streamed = list(store.iter_jobs(batch=3))
+    assert [job.job_id for job in streamed] == [job.job_id for job in expected]
+    assert streamed == expected
+    assert [job.job_id for job in store.iter_jobs(status="failed", limit=2)] == [
+        job.job_id for job in expected if job.state == "failed"
+    ][:2]
+    assert list(store.iter_jobs(kind=[])) == []
+    with pytest.raises(ConfigurationError, match="batch"):
+        store.iter_jobs(batch=-1)

@@ -6,7 +6,7 @@ import difflib
 import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -104,6 +104,23 @@ def _console() -> Console:
     return plain_console()
 
 
+def _stream_json(views: Iterable[JobView], *, lines: bool) -> None:
+    """Print jobs as JSON Lines, or as the JSON list ``_dump`` would print, one job at a time."""
+    first = True
+    for view in views:
+        text = json.dumps(
+            view.model_dump(mode="json"), ensure_ascii=True, allow_nan=False, indent=None if lines else 2
+        )
+        if not lines:
+            text = ("[\n" if first else ",\n") + "\n".join("  " + line for line in text.splitlines())
+            click.echo(text, nl=False)
+        else:
+            click.echo(text)
+        first = False
+    if not lines:
+        click.echo("[]" if first else "\n]")
+
+
 def _dump(data: Any) -> str:
     # ASCII-escaped, so no control, bidi or other non-ASCII character from a worker reaches the terminal.
     return json.dumps(data, ensure_ascii=True, allow_nan=False, indent=2)
@@ -123,6 +140,9 @@ def cli() -> None:
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs (JobView fields).")
 @click.option(
+    "--jsonl", "as_jsonl", is_flag=True, help="Print one JSON object per job and line (JSON Lines)."
+)
+@click.option(
     "--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Show at most this many jobs."
 )
 def jobs(
@@ -131,19 +151,29 @@ def jobs(
     statuses: Sequence[str],
     kinds: Sequence[str],
     as_json: bool,
+    as_jsonl: bool,
     limit: int | None,
 ) -> None:
     """Print the Jobs table: failed, lost and stalled first, then running, then ready."""
     states = _states(statuses)
     with _open(db_url, stall_after) as source:
+        if as_json or as_jsonl:
+            # Streamed: each job is printed as the store hands it over, so memory stays flat.
+            try:
+                _stream_json(
+                    source.iter_jobs(states=states, kinds=_kinds(kinds), limit=limit), lines=as_jsonl
+                )
+            except SourceError as exc:
+                raise click.ClickException(str(exc)) from None
+            return
         try:
-            views = source.jobs(states=states, kinds=_kinds(kinds), limit=limit)
-            counts = None if as_json or not views else source.counts(states=states, kinds=_kinds(kinds))
+            shown = (
+                TABLE_ROWS + 1 if limit is None else limit
+            )  # one more than the table holds: "more" is known
+            views = list(source.iter_jobs(states=states, kinds=_kinds(kinds), limit=shown))
+            counts = source.counts(states=states, kinds=_kinds(kinds)) if views else None
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
-        if as_json:
-            click.echo(_dump([view.model_dump(mode="json") for view in views]))
-            return
         console = _console()
         if not views:
             filtered = " matching the filters" if states or kinds else ""

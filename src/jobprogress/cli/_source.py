@@ -118,6 +118,20 @@ class JobSource:
         ordered = sort_jobs(views)
         return ordered if limit is None else ordered[:limit]
 
+    def iter_jobs(
+        self, *, states: Collection[str] = (), kinds: Collection[str] = (), limit: int | None = None
+    ) -> Iterator[JobView]:
+        """Jobs in display order as the store streams them (memory flat in their number).
+
+        Raises:
+            SourceError: the query failed, before or while streaming.
+        """
+        with self._reading():
+            stream = self._store.iter_jobs(
+                status=sorted(states) or None, kind=sorted(kinds) or None, limit=limit
+            )
+            yield from stream
+
     def counts(self, *, states: Collection[str] = (), kinds: Collection[str] = ()) -> dict[str, int]:
         """How many jobs show each state word (one SQL aggregate); states not in ``states`` count 0.
 

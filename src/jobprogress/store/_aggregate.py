@@ -19,7 +19,7 @@ from jobprogress._states import FAILED, MAX_COUNT, RUNNING, job_status
 from jobprogress.envelope import trusted
 from jobprogress.store.views import JobView, WorkerView
 
-__all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "fold_attempts", "gc_paused"]
+__all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "fold_attempts", "fold_job", "gc_paused"]
 
 _UTC = timezone.utc
 _fromtimestamp = datetime.fromtimestamp
@@ -151,6 +151,11 @@ def fold(rows: Sequence[Sequence[Any]], cache: ViewCache | None = None) -> tuple
         fresh[job_id] = (group, view)
         views.append(view)
     return views, fresh
+
+
+def fold_job(rows: Sequence[Sequence[Any]]) -> JobView:
+    """One job's rows of one attempt, ordered by worker id, folded into its view."""
+    return aggregate(rows[0][0], [_worker(row) for row in rows])
 
 
 def fold_attempts(rows: Sequence[Sequence[Any]]) -> list[JobView]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._states import (
+    FAILED,
     JOB_STATES,
     JOB_STATUS_PRECEDENCE,
     LOST,
@@ -26,7 +27,7 @@ from jobprogress._states import (
     STATUS_FILTERS,
 )
 from jobprogress.errors import ConfigurationError, StoreError
-from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, gc_paused
+from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, fold_job, gc_paused
 from jobprogress.store._engine import EngineLease, EngineSettings, connect, describe_error, now_sql
 from jobprogress.store._url import StoreURL, check_sqlite_file, database_file
 from jobprogress.store.schema import ATTEMPTS_VERSION, check_version, read_schema_version, tables_for
@@ -46,6 +47,10 @@ _STATUS_RANK: Final = {status: rank for rank, status in enumerate(reversed(JOB_S
 """A status's rank: the job's status is its workers' highest (the first in the precedence)."""
 _NOT_RUNNING, _LOST, _STALLED, _PROGRESSING = 0, 1, 2, 3
 _RANKS: Final = max(len(_STATUS_RANK), _PROGRESSING + 1)
+
+_DISPLAY: Final = (FAILED, LOST, STALLED, RUNNING)
+"""Job states in the order the CLI lists them; the ready ones (succeeded, cancelled) share the next rank."""
+_READY_RANK: Final = len(_DISPLAY)
 
 _ATTEMPT_PREFIX: Final = 1_000_000_000
 """Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
@@ -172,6 +177,53 @@ class ProgressStore:
                 limit=limit,
                 offset=offset,
             )
+        )
+
+    def iter_jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        kind: str | Iterable[str] | None = None,
+        limit: int | None = None,
+        batch: int = 500,
+    ) -> Iterator[JobView]:
+        """Jobs as they arrive from the database, in the CLI's display order, memory flat in their number.
+
+        The order is that of ``jobprogress jobs``: failed, lost, stalled, running (by job id), then
+        succeeded and cancelled; within each state but running, the most recently seen first. Rows
+        come from a server-side cursor ``batch`` at a time and each job is folded as its last row
+        arrives, so a list of 100,000 jobs holds one batch, not the list. The connection stays open
+        until the iterator is exhausted or closed.
+
+        Args:
+            status: As :meth:`jobs`.
+            kind: As :meth:`jobs`.
+            limit: At most this many jobs (None: all).
+            batch: Rows fetched per round trip.
+
+        Raises:
+            ConfigurationError: an unknown status, or a bad limit or batch.
+            StoreError: the store could not be read.
+        """
+        statuses = _names("status", status, STATUS_FILTERS)
+        kinds = _names("kind", kind, None)
+        for name, count in (("limit", limit), ("batch", batch)):
+            if count is not None and (type(count) is not int or not 0 <= count <= MAX_COUNT):
+                raise ConfigurationError(f"{name} must be an integer from 0 to {MAX_COUNT}, got {count!r}")
+        if statuses == [] or kinds == [] or limit == 0:
+            return iter(())
+        return self._stream(
+            lambda attempts: self._statement(
+                attempts,
+                job_id=None,
+                statuses=statuses,
+                kinds=kinds,
+                active_within=None,
+                limit=limit,
+                offset=0,
+                streamed=True,
+            ),
+            max(batch, 1),
         )
 
     def counts(
@@ -381,13 +433,15 @@ class ProgressStore:
         active_within: float | None,
         limit: int | None,
         offset: int,
+        streamed: bool = False,
     ) -> Select[Any]:
-        from sqlalchemy import and_, func, select
+        from sqlalchemy import and_, case, func, select
 
         table = self._tables.progress
         worker_columns = self._worker_columns(attempts)
         attempt = self._attempt(attempts)
-        if (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0):
+        whole = (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0)
+        if whole and not streamed:
             # The whole list needs no grouping in SQL: every row of a newest attempt is returned, and
             # _fold derives each job's status and order from its rows by the rules the page query
             # applies. The rows of a job are adjacent in the primary key: one ordered pass finds its
@@ -404,20 +458,39 @@ class ProgressStore:
         jobs, state, kind_matches = self._judged(
             attempts, job_id=job_id, kinds=kinds, active_within=active_within
         )
-        page = select(jobs.c.job_id, jobs.c.attempt).where(*kind_matches)
+        if streamed:
+            # The display order of the CLI (cli._format.sort_jobs): failed, lost, stalled, running, ready;
+            # running jobs by id, the others most recently seen first.
+            rank = case(
+                *((state == word, position) for position, word in enumerate(_DISPLAY)), else_=_READY_RANK
+            )
+            seen = case((rank == _DISPLAY.index(RUNNING), 0.0), else_=func.coalesce(jobs.c.last_seen, 0.0))
+            keys: tuple[ColumnElement[Any], ...] = (rank.label("display_rank"), seen.label("display_seen"))
+        else:
+            keys = (jobs.c.last_seen,)
+        page = select(jobs.c.job_id, jobs.c.attempt, *keys).where(*kind_matches)
         if statuses is not None:
             page = page.where(state.in_(statuses))
-        page = page.order_by(jobs.c.last_seen.desc(), jobs.c.job_id)
+        if streamed:
+            page = page.order_by(rank, seen.desc(), jobs.c.job_id)
+        else:
+            page = page.order_by(jobs.c.last_seen.desc(), jobs.c.job_id)
         if limit is not None:
             page = page.limit(limit)
         if offset:
             page = page.offset(offset)
         chosen = page.subquery("page")
-        # No ORDER BY here: sorting the wide joined rows costs more than the query itself. _fold
-        # orders the jobs (by the same key) and each job's workers in Python.
-        return select(*worker_columns).join_from(
+        joined = select(*worker_columns).join_from(
             chosen, table, and_(table.c.job_id == chosen.c.job_id, attempt == chosen.c.attempt)
         )
+        if streamed:
+            # Streamed rows arrive job by job, in display order, so each job is folded as it arrives.
+            return joined.order_by(
+                chosen.c.display_rank, chosen.c.display_seen.desc(), chosen.c.job_id, table.c.worker_id
+            )
+        # No ORDER BY here: sorting the wide joined rows costs more than the query itself. _fold
+        # orders the jobs (by the same key) and each job's workers in Python.
+        return joined
 
     def _engine(self) -> Engine:
         return self._lease.engine()
@@ -444,28 +517,16 @@ class ProgressStore:
     def _rows(self, statement_for: Callable[[bool], Select[Any]]) -> list[tuple[Any, ...]]:
         """The statement's rows as plain tuples (comparing them with the cache runs in C, unlike
         Row.__eq__); none when nothing was written yet."""
-        from sqlalchemy import inspect, select
+        from sqlalchemy import inspect
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
         self._check_file()
         try:
             with connect(self._engine(), read=True) as connection:
-                if not self._version_checked:
-                    if not self._tables_exist(connection):
-                        return []  # nothing written yet: no jobs
-                    self._version_checked = True
-                if not self._has_attempts:
-                    # Tables of schema version 1 get the column from the first writer of this release;
-                    # until then every row is attempt 1.
-                    version = read_schema_version(connection, self._tables)
-                    check_version(version, self._tables.progress.name)
-                    self._has_attempts = version is None or version >= ATTEMPTS_VERSION
+                params = self._prepare(connection)
+                if params is None:
+                    return []
                 statement = statement_for(self._has_attempts)
-                if self._clock is not None:
-                    now = float(self._clock())
-                else:
-                    now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
-                params = {"store_now": now, "cutoff": now - self._stall_after}
                 return list(map(tuple, connection.execute(statement, params)))
         except DBAPIError as exc:
             try:
@@ -478,6 +539,50 @@ class ProgressStore:
             raise StoreError(describe_error(exc, self._target)) from exc
         except SQLAlchemyError as exc:
             raise StoreError(describe_error(exc, self._target)) from exc
+
+    def _stream(self, statement_for: Callable[[bool], Select[Any]], batch: int) -> Iterator[JobView]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        self._check_file()
+        try:
+            with connect(self._engine(), read=True) as connection:
+                params = self._prepare(connection)
+                if params is None:
+                    return
+                statement = statement_for(self._has_attempts)
+                result = connection.execution_options(stream_results=True, yield_per=batch).execute(
+                    statement, params
+                )
+                group: list[tuple[Any, ...]] = []
+                for row in result:
+                    if group and row[0] != group[0][0]:
+                        yield fold_job(group)
+                        group = []
+                    group.append(tuple(row))
+                if group:
+                    yield fold_job(group)
+        except SQLAlchemyError as exc:
+            raise StoreError(describe_error(exc, self._target)) from exc
+
+    def _prepare(self, connection: Connection) -> dict[str, float] | None:
+        """The query's clock parameters, after the version check; None when no tables exist yet."""
+        from sqlalchemy import select
+
+        if not self._version_checked:
+            if not self._tables_exist(connection):
+                return None  # nothing written yet: no jobs
+            self._version_checked = True
+        if not self._has_attempts:
+            # Tables of schema version 1 get the column from the first writer of this release;
+            # until then every row is attempt 1.
+            version = read_schema_version(connection, self._tables)
+            check_version(version, self._tables.progress.name)
+            self._has_attempts = version is None or version >= ATTEMPTS_VERSION
+        if self._clock is not None:
+            now = float(self._clock())
+        else:
+            now = float(connection.execute(select(now_sql(self._backend))).scalar_one())
+        return {"store_now": now, "cutoff": now - self._stall_after}
 
     def _tables_exist(self, connection: Connection) -> bool:
         from sqlalchemy import inspect
