@@ -142,6 +142,7 @@ def _drop_postgres(url: str, prefix: str) -> None:
 
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP VIEW IF EXISTS "{prefix}jobs"'))  # depends on the table
         for table in ("job_progress", "job_progress_history", "job_progress_schema"):
             connection.execute(sa.text(f'DROP TABLE IF EXISTS "{prefix}{table}"'))
     engine.dispose()

@@ -1,0 +1,191 @@
+"""The Jobs read side of issue 12 over N jobs x 4 workers, on SQLite and Postgres, in one run.
+
+Measures the figures of the issue's table: ``jobs(limit=500)``, the whole ``jobs()`` list,
+``jobs(status="failed", limit=50)`` with 1% failed, ``counts()``, ``jobprogress jobs --limit 20``
+wall time (process start included), ``jobprogress jobs --json`` peak RSS over an empty store's, and a
+``watch`` page refresh (``JobSource.page(size=500)``). Backends are interleaved round by round, and
+each figure is reported as min-max over the rounds, since the machine is shared. Prints, asserts nothing.
+
+Usage::
+
+    JOBPROGRESS_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        python bench/jobs_read_bench.py --jobs 10000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+_CLI = [sys.executable, "-m", "jobprogress.cli"]
+
+
+def _populate(url: str, jobs: int, workers: int) -> None:
+    from jobprogress.envelope import Heartbeat, JobProgressEnvelope
+    from jobprogress.store import StoreWriter
+
+    now = datetime.now(timezone.utc)
+    with StoreWriter(url) as writer:
+        batch: list[Heartbeat] = []
+        for job in range(jobs):
+            for worker in range(workers):
+                if job % 100 == 0 and worker == 0:
+                    status = "failed"  # 1% of the jobs
+                elif job % 3 == 0:
+                    status = "running"
+                else:
+                    status = "succeeded"
+                batch.append(
+                    Heartbeat(
+                        job_id=f"job-{job:06d}",
+                        worker_id=f"host-{worker}:{1000 + worker}",
+                        run_id=uuid.uuid4().hex,
+                        seq=1,
+                        status=status,
+                        kind=("scan", "parse", "backtest", "schema_eval")[job % 4],
+                        error="ValueError: bad row" if status == "failed" else None,
+                        progress=JobProgressEnvelope(
+                            items_done=job * 10 + worker,
+                            items_total=100_000,
+                            unit="files" if job % 7 else "rows",
+                            throughput_per_sec=12.5,
+                            updated_at=now,
+                            payload={"pass_rate": job / jobs, "note": f"batch {job * workers + worker}"},
+                        ),
+                        updated_at=now,
+                    )
+                )
+                if len(batch) >= 2000:
+                    writer.write(batch)
+                    batch = []
+        writer.write(batch)
+
+
+def _ms(call: Callable[[], Any], repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - start) * 1000)
+    return statistics.median(timings)
+
+
+def _cli_wall(url: str, *args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([*_CLI, "jobs", "--db", url, *args], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+_RSS_PROBE = (
+    "import resource, runpy, sys; sys.argv = ['jobprogress'] + sys.argv[1:]\n"
+    "try:\n    runpy.run_module('jobprogress.cli', run_name='__main__')\n"
+    "except SystemExit:\n    pass\n"
+    "sys.stderr.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+)
+
+
+def _cli_rss_mb(url: str, *args: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, "jobs", "--db", url, *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return int(done.stderr.strip().splitlines()[-1]) / 1024  # ru_maxrss is KiB on Linux
+
+
+def _measure(url: str, empty_url: str, repeat: int) -> dict[str, float]:
+    from jobprogress.cli._source import JobSource
+    from jobprogress.store import ProgressStore
+
+    figures: dict[str, float] = {}
+    with ProgressStore(url) as store:
+        store.jobs(limit=1)
+        figures["jobs(limit=500) ms"] = _ms(lambda: store.jobs(limit=500), repeat)
+        figures["jobs() whole ms"] = _ms(store.jobs, max(1, repeat // 3))
+        figures["jobs(failed, 50) ms"] = _ms(lambda: store.jobs(status="failed", limit=50), repeat)
+        figures["counts() ms"] = _ms(store.counts, repeat)
+    with JobSource(url) as source:
+        figures["watch page ms"] = _ms(lambda: source.page(size=500), repeat)
+    figures["cli --limit 20 s"] = _cli_wall(url, "--limit", "20")
+    figures["cli --json RSS growth MB"] = _cli_rss_mb(url, "--json") - _cli_rss_mb(empty_url, "--json")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the backends")
+    parser.add_argument("--repeat", type=int, default=9, help="calls per in-process figure (median)")
+    options = parser.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="jp-read-bench-")
+    targets = {"sqlite": f"sqlite:///{tmp}/jobs.db"}
+    empties = {"sqlite": f"sqlite:///{tmp}/empty.db"}
+    schemas: list[str] = []
+    pg = os.environ.get("JOBPROGRESS_TEST_POSTGRES_URL")
+    if pg:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(pg, poolclass=sa.pool.NullPool)
+        for role in ("jobs", "empty"):
+            schema = f"jp_bench_{uuid.uuid4().hex[:8]}"
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            schemas.append(schema)
+            url = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
+            (targets if role == "jobs" else empties)["postgres"] = url
+    try:
+        for name, url in targets.items():
+            start = time.perf_counter()
+            _populate(url, options.jobs, options.workers)
+            _populate(empties[name], 1, 1)
+            if name == "postgres":
+                import sqlalchemy as sa
+
+                engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+                with engine.begin() as connection:
+                    connection.execute(sa.text("ANALYZE cf_job_progress"))
+                engine.dispose()
+            print(
+                f"{name}: loaded {options.jobs:,} x {options.workers} in {time.perf_counter() - start:.1f} s"
+            )
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for _ in range(options.rounds):
+            for name, url in targets.items():  # interleaved: each round measures every backend
+                rounds[name].append(_measure(url, empties[name], options.repeat))
+        print(
+            f"\n{options.jobs:,} jobs x {options.workers} workers, "
+            f"{options.rounds} interleaved rounds (min-max)"
+        )
+        for name, results in rounds.items():
+            print(f"  {name}")
+            for key in results[0]:
+                values = [result[key] for result in results]
+                print(f"    {key:28} {min(values):9.3f} - {max(values):9.3f}")
+        print(f"  (bench process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    finally:
+        if schemas and pg:
+            import sqlalchemy as sa
+
+            admin = sa.create_engine(pg, poolclass=sa.pool.NullPool)
+            with admin.begin() as connection:
+                for schema in schemas:
+                    connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
