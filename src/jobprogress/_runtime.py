@@ -14,6 +14,7 @@ and sends the signal again: the process still ends by SIGTERM, with the same exi
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -23,9 +24,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._forklock import ForkSafeLock
-from ._log import logger, warn_once
+from ._log import logger, redact_url, warn_once
 from ._reporter import Reporter
-from .config import Settings, resolve_settings
+from ._threads import start_daemon
+from .config import ENV_PREFIX, Settings, resolve_settings
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,8 +52,12 @@ __all__ = [
     "stats",
 ]
 
+_SINKS_VARIABLE = ENV_PREFIX + "SINKS"
+
 _lock = ForkSafeLock(threading.RLock)
 _settings: Settings | None = None
+_configured: Settings | None = None
+"""The settings ``configure()`` set explicitly; None while they come from the environment alone."""
 _reporter: Reporter | None = None
 _closing: Reporter | None = None
 """The reporter a :func:`shutdown` is working on, for a SIGTERM handler that interrupts it."""
@@ -63,24 +70,50 @@ _sigterm_checked = False
 _orphans: list[object] = []
 
 
+def _env_error(variable: str, value: str, error: ConfigurationError) -> None:
+    """Log a bad ``JOBPROGRESS_*`` value once, naming the variable, the value and the fix."""
+    warn_once(
+        ("env", variable, value),
+        "jobprogress: %s=%r is not used: %s. Fix the variable or unset it; tracking continues%s.",
+        variable,
+        redact_url(value),
+        error,
+        " without that sink" if variable == _SINKS_VARIABLE else " with the default",
+        level=logging.ERROR,
+    )
+
+
 def settings() -> Settings:
-    """The process's settings; from ``JOBPROGRESS_*`` on first use if ``configure()`` was not called."""
+    """The process's settings; from ``JOBPROGRESS_*`` on first use if ``configure()`` was not called.
+
+    Nobody asked for this configuration in code, so a bad environment value never raises into the
+    code that tracks progress: it is logged once (:func:`_env_error`) and its default used.
+    """
     global _settings
     if _settings is None:
         with _lock:
             if _settings is None:
-                _settings = resolve_settings({})
+                _settings = resolve_settings({}, on_env_error=_env_error)
     return _settings
 
 
-def _open_sinks(urls: Sequence[str]) -> list[tuple[str, AnySink]]:
+def _open_sinks(urls: Sequence[str], *, from_env: bool = False) -> list[tuple[str, AnySink]]:
+    """Open each sink; with ``from_env``, a URL that cannot be used is logged and left out."""
     from ._plugins import create_sink
 
-    return [(url, create_sink(url)) for url in urls]
+    sinks = []
+    for url in urls:
+        try:
+            sinks.append((url, create_sink(url)))
+        except ConfigurationError as exc:
+            if not from_env:
+                raise
+            _env_error(_SINKS_VARIABLE, url, exc)
+    return sinks
 
 
-def _new_reporter(resolved: Settings) -> Reporter:
-    sinks = _open_sinks(resolved.sinks)
+def _new_reporter(resolved: Settings, *, from_env: bool = False) -> Reporter:
+    sinks = _open_sinks(resolved.sinks, from_env=from_env)
     if not sinks:
         logger.debug("jobprogress: no sink configured; progress is tracked but not written anywhere")
     else:
@@ -98,7 +131,8 @@ def reporter() -> Reporter:
     if current is None:
         with _lock:
             if _reporter is None:
-                _reporter = _new_reporter(settings())
+                # Unless configure() set it, the configuration came from the environment.
+                _reporter = _new_reporter(settings(), from_env=_configured is None)
             current = _reporter
     if not _sigterm_checked:
         ensure_sigterm_handler()
@@ -107,11 +141,12 @@ def reporter() -> Reporter:
 
 def configure(**arguments: Any) -> None:
     """See :func:`jobprogress.configure`."""
-    global _settings, _reporter
+    global _settings, _reporter, _configured
     resolved = resolve_settings({name: value for name, value in arguments.items() if value is not None})
     new = _new_reporter(resolved)  # validates every sink URL before anything changes
     with _lock:
         old, _settings, _reporter = _reporter, resolved, new
+        _configured = resolved
     ensure_sigterm_handler()
     if old is not None:
         for tracker in old.live_trackers():
@@ -168,10 +203,10 @@ def envelope_of(tracker: Tracker) -> JobProgressEnvelope:
 
 def reset(timeout: float) -> None:
     """Shut the reporter down and forget the settings and counters (``jobprogress.testing.reset``)."""
-    global _settings, _payload_drops
+    global _settings, _configured, _payload_drops
     shutdown(timeout)
     with _lock:
-        _settings = None
+        _settings = _configured = None
         _payload_drops = 0
 
 
@@ -283,9 +318,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
     """
     try:
         timeout = settings().exit_timeout
-        worker = threading.Thread(target=_terminated, name="jobprogress-sigterm", daemon=True)
-        worker.start()
-        worker.join(timeout + 0.5)
+        worker = start_daemon(_terminated, "jobprogress-sigterm")
+        if worker is not None:
+            worker.join(timeout + 0.5)
     except BaseException as exc:  # whatever happens, the process must still end
         logger.debug("jobprogress: delivery on SIGTERM failed: %s", exc)
     finally:

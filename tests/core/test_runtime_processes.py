@@ -518,3 +518,29 @@ def test_row35_raising_custom_sink_prints_no_traceback_and_keeps_delivering() ->
         assert isinstance(final, Heartbeat)
         assert final.status == "succeeded"
         assert progress_of(messages, job)[-1][1] == done
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").exists(), reason="reads thread signal masks from /proc (Linux)"
+)
+def test_row38_library_threads_block_sigterm_so_the_main_thread_gets_it() -> None:
+    # The kernel hands a process-directed SIGTERM to any thread that does not block it; Python runs the
+    # handler only in the main thread. A pool worker's main thread waits on a semaphore that only a
+    # signal delivered to it interrupts, so our threads must leave SIGTERM to it (or Pool.__exit__ hangs).
+    jp.configure(sinks=["scripted://r38-mask"], interval=0.01)
+    with jp.track("masked", unit="rows") as tracker:
+        tracker.advance()
+    assert jp.flush(5.0)
+    ours = [thread for thread in threading.enumerate() if thread.name.startswith("jobprogress-")]
+    assert {thread.name for thread in ours} >= {
+        "jobprogress-reporter",
+        "jobprogress-sink-scripted://r38-mask",
+    }
+    for thread in ours:
+        status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+        blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        assert blocked & (1 << (signal.SIGTERM - 1)), thread.name
+    main = Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()
+    assert not int(next(line for line in main.splitlines() if line.startswith("SigBlk:")).split()[1], 16) & (
+        1 << (signal.SIGTERM - 1)
+    )
