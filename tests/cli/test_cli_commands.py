@@ -381,8 +381,8 @@ def test_row29_cli_output_holds_no_escape_from_data(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         for forbidden in FORBIDDEN:
             assert forbidden not in result.stdout, repr(forbidden)
-    assert "[/][bold]:warning:id" in table.stdout
-    assert "A[/]B[bold]B:warning:B[2JB]0;xB BZ" in detail.stdout
+    assert "[/][bold]:warning:\\u202eid" in table.stdout  # escaped, not dropped: it can be typed back
+    assert "A[/]B[bold]B:warning:B\\x1b[2JB\\x1b]0;x\\x07B B\\u202eZ" in detail.stdout
     assert as_json.stdout.isascii()
     decoded = {item["job_id"]: item for item in json.loads(as_json.stdout)}
     assert decoded[HOSTILE_ID]["error"] == HOSTILE_TEXT  # --json keeps the data, escaped

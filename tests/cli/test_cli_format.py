@@ -221,7 +221,7 @@ def test_states_are_words() -> None:
     assert state_of(job(stalled=True)) == "stalled"
     assert state_of(job(stalled=True, lost=True)) == "lost"
     assert state_of(job(status="failed", lost=True)) == "failed"  # liveness judges running jobs only
-    assert state_of(job(status="paused\x1b[2J")) == "paused[2J"  # a newer writer's status, scrubbed
+    assert state_of(job(status="paused\x1b[2J")) == "paused\\x1b[2J"  # a newer writer's status, escaped
 
 
 def test_sort_puts_actionable_first_then_running_then_ready() -> None:
