@@ -291,7 +291,8 @@ def test_version_1_tables_are_read_then_migrated_by_the_first_writer(
     engine = store_target.engine()
     with engine.connect() as connection:
         version = connection.execute(sa.text("SELECT version FROM cf_job_progress_schema")).scalar_one()
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3  # version 1 went through 2 (attempt) to 3 (the jobs view)
+    assert "state" in columns_of(store_target, "cf_jobs")
 
 
 def test_writers_racing_to_migrate_version_1_tables_all_succeed(

@@ -327,6 +327,11 @@ def _schema_current(engine: Engine, tables: StoreTables, wanted: list[Any]) -> b
     return version == SCHEMA_VERSION
 
 
+_CREATE_ATTEMPTS: Final = 6
+"""Tries of the creating transaction: on DuckDB each racer that loses a catalog write (the ALTER of
+version 2, the view of version 3) tries again, and with four racers one may lose more than twice."""
+
+
 def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, history: bool) -> None:
     """Create the tables if missing and record the version; safe when several processes race.
 
@@ -344,7 +349,7 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
     wanted = [tables.progress, tables.version] + ([tables.history] if history else [])
     if _schema_current(engine, tables, wanted):
         return  # the usual case: no write lock, so many processes starting at once do not queue for it
-    for attempt in range(3):
+    for attempt in range(_CREATE_ATTEMPTS):
         try:
             with connect(engine, read=False) as connection:
                 if backend == "postgresql":
@@ -364,5 +369,5 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
                     migrate(connection, tables, version)
             return
         except DBAPIError as exc:
-            if attempt == 2 or not _is_already_exists(exc):
+            if attempt == _CREATE_ATTEMPTS - 1 or not _is_already_exists(exc):
                 raise
