@@ -1,6 +1,6 @@
-"""ETA accuracy of ThroughputEstimator on workloads beyond the shared bench, against tqdm and rich.
+"""ETA accuracy of ThroughputEstimator on workloads beyond the ETA bench, against tqdm and rich.
 
-The shared bench (``../shared/bench/eta_accuracy.py``) scores five workloads; an estimator tuned to those
+The ETA bench (``bench/eta_accuracy.py``) scores five workloads; an estimator tuned to those
 five could still be poor elsewhere. This script reuses that bench's harness unchanged (its ``evaluate``,
 its tqdm/rich/jobprogress drivers, the 0.5 s tick and the 10%-90% scoring window) and runs it on other
 shapes of work: gradual drifts, periodic rates, pauses, heavy tails, outliers, regime switches, and very
@@ -8,7 +8,7 @@ slow and very fast jobs. Item counts vary per workload (the harness reads the mo
 very fast job still spans enough ticks to be scored.
 
 Run from the project root, in the venv (tqdm and rich installed):
-    python bench/eta_general.py                # the shared bench's five workloads, then the extra ones
+    python bench/eta_general.py                # the ETA bench's five workloads, then the extra ones
     python bench/eta_general.py --extra-only   # only the extra workloads
     python bench/eta_general.py --seeds 8      # also the randomised workloads, averaged over 8 seeds
 
@@ -26,12 +26,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
-if not (SHARED_BENCH / "eta_accuracy.py").exists():  # run from a checkout that is not /work/main
-    SHARED_BENCH = Path("/work/shared/bench")
-sys.path.insert(0, str(SHARED_BENCH))
-
-import eta_accuracy as harness  # noqa: E402  (needs the path above)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when imported from elsewhere
+import eta_accuracy as harness  # bench/eta_accuracy.py, on the path above
 
 Workload = Callable[[], list[float]]
 
@@ -155,7 +151,7 @@ EXTRA: dict[str, Workload] = {
 
 
 def wl_poisson(seed: int = 1) -> list[float]:
-    # the shared bench's Poisson workload (10 items/s), with another seed
+    # the ETA bench's Poisson workload (10 items/s), with another seed
     rng = random.Random(seed)
     return from_intervals([rng.expovariate(10.0) for _ in range(1000)])
 
@@ -236,13 +232,13 @@ def run_seeds(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extra-only", action="store_true", help="skip the shared bench's workloads")
+    parser.add_argument("--extra-only", action="store_true", help="skip the ETA bench's workloads")
     parser.add_argument(
         "--seeds", type=int, default=0, metavar="N", help="also average the randomised workloads over N seeds"
     )
     args = parser.parse_args()
     if not args.extra_only:
-        print("shared workloads (../shared/bench/eta_accuracy.py)")
+        print("the ETA bench's workloads (bench/eta_accuracy.py)")
         run(dict(harness.WORKLOADS))
         print()
     print("extra workloads")

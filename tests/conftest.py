@@ -13,6 +13,23 @@ from jobprogress.testing import reset
 POSTGRES_ENV = "JOBPROGRESS_TEST_POSTGRES_URL"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fresh-clone",
+        action="store_true",
+        help="run the fresh-venv check of the README's set-up commands (tox -e fresh; about a minute)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--fresh-clone"):
+        return
+    skip = pytest.mark.skip(reason="the fresh-venv check runs once, in tox -e fresh (pytest --fresh-clone)")
+    for item in items:
+        if "fresh_clone" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_runtime(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
