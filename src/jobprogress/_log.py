@@ -14,8 +14,10 @@ _PASSWORD = re.compile(r"^(?P<head>[^:/?#]+://[^:/@?#]*:)[^@/?#]*(?P<tail>@)")
 _warned: set[object] = set()
 
 
-def warn_once(kind: object, text: str, *args: object, seen: set[object] | None = None) -> None:
-    """Log ``text`` as a warning the first time ``kind`` comes up, at debug level after.
+def warn_once(
+    kind: object, text: str, *args: object, seen: set[object] | None = None, level: int = logging.WARNING
+) -> None:
+    """Log ``text`` at ``level`` (a warning) the first time ``kind`` comes up, at debug level after.
 
     Once per process, or once per owner of ``seen`` (a mailbox warns once per kind of failure of its sink).
     """
@@ -24,7 +26,7 @@ def warn_once(kind: object, text: str, *args: object, seen: set[object] | None =
         logger.debug(text, *args)
         return
     seen.add(kind)
-    logger.warning(text, *args)
+    logger.log(level, text, *args)
 
 
 def reset() -> None:

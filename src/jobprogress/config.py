@@ -3,7 +3,8 @@
 Every ``configure()`` argument can also come from ``JOBPROGRESS_<NAME>`` (upper case); an explicit
 argument wins over the environment, and the environment over the default. The environment is read
 when configuration is resolved (at ``configure()``, or lazily at the first tracker start), never at
-import time.
+import time. ``configure()`` raises for a bad value; resolved lazily, a bad environment value is logged
+and its default used instead (see ``_runtime.settings``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ import math
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final, Literal, get_args
 
 from ._validate import PAYLOAD_LIMIT_CEILING, check_id
 from .errors import ConfigurationError, InvalidProgressError
 
-__all__ = ["ENV_PREFIX", "OnOversize", "Settings", "default_worker_id", "resolve_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "EnvErrorHandler",
+    "OnOversize",
+    "Settings",
+    "default_worker_id",
+    "resolve_settings",
+]
 
 ENV_PREFIX: Final = "JOBPROGRESS_"
 OnOversize = Literal["raise", "drop"]
@@ -155,8 +163,24 @@ assert set(_CHECKS) == {f.name for f in fields(Settings)}
 SETTING_NAMES: Final = tuple(_CHECKS)
 
 
-def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+EnvErrorHandler = Callable[[str, str, ConfigurationError], None]
+"""Called with the variable, its value and the error for an environment value that is not valid."""
+
+
+def resolve_settings(
+    arguments: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    on_env_error: EnvErrorHandler | None = None,
+) -> Settings:
     """Combine explicit ``arguments`` (None means "not given"), ``JOBPROGRESS_*`` variables and defaults.
+
+    Args:
+        arguments: Explicit values; a bad one always raises.
+        environ: The environment to read; default ``os.environ``.
+        on_env_error: When given, a bad environment value is handed to it and its setting keeps the
+            default, instead of raising (configuration nobody asked for in code must not fail the code
+            that tracks progress).
 
     Raises:
         ConfigurationError: naming the argument or variable and what it accepts.
@@ -175,10 +199,20 @@ def resolve_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | 
             continue
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
-            values[name] = check(env_name, environ[env_name])
+            try:
+                values[name] = check(env_name, environ[env_name])
+            except ConfigurationError as exc:
+                if on_env_error is None:
+                    raise
+                on_env_error(env_name, environ[env_name], exc)
     settings = Settings(**values)
     if settings.keepalive < settings.interval:
-        raise ConfigurationError(
+        error = ConfigurationError(
             f"keepalive ({settings.keepalive}) must be at least interval ({settings.interval})"
         )
+        from_env = "keepalive" not in arguments and ENV_PREFIX + "KEEPALIVE" in environ
+        if on_env_error is None or not from_env:
+            raise error
+        on_env_error(ENV_PREFIX + "KEEPALIVE", environ[ENV_PREFIX + "KEEPALIVE"], error)
+        settings = replace(settings, keepalive=max(Settings.keepalive, settings.interval))
     return settings

@@ -72,11 +72,11 @@ class StoreURL:
         return cls(backend, parsed, redact_url(parsed.render_as_string(hide_password=False)))
 
 
-def _import_sqlalchemy(feature: str) -> None:
+def _import_sqlalchemy(feature: str, extra: str = "sql") -> None:
     try:
         import sqlalchemy  # noqa: F401
     except ImportError as exc:
-        raise MissingExtraError(feature, "sql", exc.name or "sqlalchemy") from None
+        raise MissingExtraError(feature, extra, exc.name or "sqlalchemy") from None
 
 
 def backend_of(url: str) -> Backend:
@@ -103,7 +103,7 @@ def require_driver(backend: Backend, feature: str) -> None:
     import importlib.util
 
     extra, modules = _DRIVERS[backend]
-    _import_sqlalchemy(feature)
+    _import_sqlalchemy(feature, extra)  # the backend's extra installs SQLAlchemy too: name it at once
     for module in modules:
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(feature, extra, module)
