@@ -96,6 +96,8 @@ class Mailbox:
         self._server_delay = False
         self._flush_deadline = float("-inf")
         self._last_failed = False
+        self.broken: str | None = None
+        """Why the sink cannot work (``SinkError(broken=True)``); nothing is sent to it any more."""
         self.outbox = outbox
         self._spooled: list[Path] = []
         self._replay_at = 0.0 if outbox is not None and outbox.files() else float("inf")
@@ -141,13 +143,13 @@ class Mailbox:
     @property
     def failing(self) -> bool:
         """The last send raised, or the sender is backing off: waits are never spent on it."""
-        return self._last_failed or self._clock() < self._retry_at
+        return self._last_failed or self._clock() < self._retry_at or self.broken is not None
 
     # -- delivery --------------------------------------------------------------------------------
 
     def deliver(self) -> bool:
         """One attempt to send what is due. Returns False when it is backing off or nothing is pending."""
-        if self._clock() < self._retry_at:
+        if self.broken is not None or self._clock() < self._retry_at:
             return False
         with self._lock:
             if not self._pending:
@@ -166,7 +168,9 @@ class Mailbox:
         try:
             self._send(flat)
         except SinkError as exc:
-            if exc.retryable:
+            if exc.broken:
+                self._broke(batch, exc)
+            elif exc.retryable:
                 self._failed(batch, exc, exc.retry_after)
             else:
                 self.stats["dropped"] += len(flat)
@@ -224,6 +228,30 @@ class Mailbox:
             self._inflight_batch = {}
             self._idle.notify_all()
 
+    def _broke(self, batch: dict[Key, list[Message]], exc: SinkError) -> None:
+        """Stop sending for good; keep the newest states (for the outbox) and say why, once."""
+        self.stats["failures"] += 1
+        self.broken = str(exc)
+        self._last_failed = True
+        warn_once(
+            ("broken",),
+            "jobprogress: sink %s cannot work, nothing more is sent to it: %s",
+            redact_url(self.name),
+            exc,
+            seen=self._logged,
+            level=logging.ERROR,
+        )
+        with self._lock:
+            for key, messages in batch.items():
+                self._pending.setdefault(key, messages)
+            self._inflight = 0
+            self._inflight_batch = {}
+            self._idle.notify_all()
+
+    def _is_broken(self) -> bool:
+        # A method, not the attribute: the sender thread may set it while a wait loop checks.
+        return self.broken is not None
+
     def _settled(self) -> None:
         with self._lock:
             self._inflight = 0
@@ -263,6 +291,8 @@ class Mailbox:
                 pass
             return not self._pending
         with self._lock:
+            if self.broken is not None:
+                return not self._pending and not self._inflight  # nothing will be sent: do not wait
             if not skip_failed:
                 if self._clock() >= self._flush_deadline:  # a new flush: a new, short series of retries
                     self._attempt = 0
@@ -271,6 +301,8 @@ class Mailbox:
                     self._retry_at = self._clock()  # retry now rather than after the backoff
             # At exit, earlier processes' states are not waited for: they stay in the outbox anyway.
             while self._pending or self._inflight or (not skip_failed and self.replay_due):
+                if self._is_broken() and not self._inflight:
+                    return False  # it broke while we waited
                 if skip_failed and self._last_failed and not self._inflight:
                     return False
                 if self._server_delay and self._retry_at > deadline:
@@ -418,6 +450,8 @@ class Mailbox:
             if self._replay_at != float("inf"):
                 replay_wait = max(self._replay_at - now, self._retry_at - now, 0.0)
                 wait = replay_wait if wait is None else min(wait, replay_wait)
+            if self.broken is not None:
+                wait = None  # nothing is sent any more: sleep until told to stop
             if wait is None or wait > 0:
                 self._wake.wait(wait)
                 self._wake.clear()
@@ -425,7 +459,7 @@ class Mailbox:
                 break
             try:
                 now = self._clock()
-                if now >= self._replay_at and now >= self._retry_at:
+                if self.broken is None and now >= self._replay_at and now >= self._retry_at:
                     self._replay()
                 self.deliver()
             except Exception:  # a bug here must not kill delivery for good

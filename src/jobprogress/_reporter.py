@@ -356,6 +356,7 @@ class Reporter:
                     **(mailbox.outbox.stats if mailbox.outbox is not None else {}),
                     "pending": mailbox.pending,
                     "failing": mailbox.failing,
+                    "broken": mailbox.broken,
                 }
                 for mailbox in self.mailboxes
             },

@@ -11,6 +11,7 @@ Everything jobprogress raises into user code derives from one root::
     ├── TrackerStateError           a call that the tracker's state does not allow
     ├── SinkError                   raised *by sinks* to tell the reporter how to retry
     └── StoreError                  the read side could not open or query a store
+        └── StoreSchemaError        the store's tables could not be created (a missing schema, no rights)
 
 Configuration errors raise at configure time, naming the offending value and the valid choices.
 Delivery errors are caught by the reporter, counted and logged once per kind; they never reach the
@@ -27,6 +28,7 @@ __all__ = [
     "PayloadTooLargeError",
     "SinkError",
     "StoreError",
+    "StoreSchemaError",
     "TrackerStateError",
     "UnknownSchemeError",
 ]
@@ -107,13 +109,29 @@ class SinkError(JobProgressError):
         retryable: False for failures that repeating cannot fix (HTTP 4xx other than 408/429);
             the messages are then dropped and counted.
         retry_after: Seconds the receiver asked us to wait before the next attempt.
+        broken: The sink cannot work at all until something outside the process changes (its tables
+            cannot be created): the reporter stops sending to it, logs the message once as an error,
+            shows it as ``jp.stats()["sinks"][url]["broken"]``, and ``flush()`` returns False at once;
+            the newest states go to the outbox for a later process.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        broken: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.broken = broken
 
 
 class StoreError(JobProgressError):
     """A store could not be opened or read (missing database file, bad URL, unreachable server)."""
+
+
+class StoreSchemaError(StoreError):
+    """The store's tables could not be created: a schema that does not exist, no right to create."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, urlencode
 
-from jobprogress.errors import ConfigurationError, SinkError, StoreError
+from jobprogress.errors import ConfigurationError, SinkError, StoreError, StoreSchemaError
 from jobprogress.hookspecs import RegisterSink, hookimpl
 
 if TYPE_CHECKING:
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from jobprogress.store._url import StoreURL
     from jobprogress.store.writer import StoreWriter
 
-__all__ = ["SCHEMES", "SqlSink", "jobprogress_register_sinks"]
+__all__ = ["SCHEMA_TRIES", "SCHEMES", "SqlSink", "jobprogress_register_sinks"]
 
 SCHEMES: Final = ("sqlite", "duckdb", "postgresql", "postgresql+psycopg")
+SCHEMA_TRIES: Final = 3
+"""Sends in a row that could not create the tables before the sink is given up as broken."""
 
 _SINK_PARAMETERS: Final = ("table_prefix", "history")
 _TRUE: Final = ("1", "true", "yes", "on")
@@ -83,6 +85,7 @@ class SqlSink:
         self.url = self._target.shown
         self._lock = threading.Lock()
         self._closed = False
+        self._schema_failures = 0
         # Everything a first send would load lazily is loaded here, in the configuring thread: the
         # writer, its tables and statements, the dialect and its driver. Done on the sender thread, a
         # fork in that window would leave a child an import lock or cache lock held for ever. The
@@ -115,12 +118,26 @@ class SqlSink:
         """Write ``messages`` in one transaction.
 
         Raises:
-            SinkError: the store could not be written; retryable (the reporter backs off).
+            SinkError: the store could not be written; retryable (the reporter backs off), except
+                when its tables could not be created :data:`SCHEMA_TRIES` times in a row: then
+                ``broken`` (retrying cannot create a schema nobody made, or grant a right).
         """
         try:
             self._get_writer().write(messages)
+        except StoreSchemaError as exc:
+            self._schema_failures += 1
+            if self._schema_failures < SCHEMA_TRIES:
+                raise SinkError(str(exc), retryable=True) from exc
+            raise SinkError(
+                f"{exc} ({self._schema_failures} tries); create what is missing (the schema the URL's "
+                "search_path names, or the right to create tables in it) and run again: the newest "
+                "states wait in the outbox for the next process",
+                broken=True,
+            ) from exc
         except StoreError as exc:
+            self._schema_failures = 0
             raise SinkError(str(exc), retryable=True) from exc
+        self._schema_failures = 0
 
     def stored_done(self, job_id: str, worker_id: str) -> tuple[int, int] | None:
         """The stored ``(done, seq)`` of (job, worker), for ``track(..., resume=True)``; None if none.

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress.envelope import Heartbeat, ProgressUpdate
-from jobprogress.errors import StoreError
+from jobprogress.errors import StoreError, StoreSchemaError
 
 from ._attempts import AttemptPlanner, RunCache
 from ._engine import WAL_CAP_BYTES, EngineLease, EngineSettings, connect, describe_error
@@ -146,7 +146,7 @@ class StoreWriter:
             try:
                 create_schema(engine, self._backend, self._tables, history=self._history)
             except SQLAlchemyError as exc:
-                raise StoreError(
+                raise StoreSchemaError(
                     f"cannot create the progress tables: {describe_error(exc, self._target)}"
                 ) from exc
             self._schema_ready.set()
