@@ -11,7 +11,8 @@ two byte keywords implemented as custom validators:
   written by :func:`body_of`, so the instance's bytes *are* the body's).
 
 A body that is not I-JSON (RFC 7493: ``NaN``/``Infinity`` literals, a number a double cannot hold such as
-``1e999`` or a 400-digit integer) is refused by the schema side before validation, as the contract says.
+``1e999`` or a 400-digit integer, a lone surrogate in any string) is refused by the schema side before
+validation, as the contract says.
 
 Deterministic: ``derandomize=True`` and a fixed example count (about 3 s on a 2-core machine).
 """
@@ -96,17 +97,18 @@ def _not_json(token: str) -> Any:
 
 
 def schema_accepts(route: str, body: bytes) -> bool:
-    """The schema's verdict on ``body``: I-JSON first (finite doubles only), then the route's definition."""
+    """The schema's verdict on ``body``: I-JSON first, then the route's definition."""
     try:
         document = json.loads(body, parse_constant=_not_json)
     except ValueError:
         return False
-    if _non_finite(document):
+    if _not_i_json(document):
         return False
     return bool(VALIDATORS[route].is_valid(document))
 
 
-def _non_finite(node: Any) -> bool:
+def _not_i_json(node: Any) -> bool:
+    """RFC 7493: numbers a double holds, and strings (keys too) without lone surrogates."""
     if isinstance(node, float):
         return not math.isfinite(node)
     if isinstance(node, int) and not isinstance(node, bool):
@@ -114,10 +116,12 @@ def _non_finite(node: Any) -> bool:
             float(node)  # a 400-digit integer is a number no double holds
         except OverflowError:
             return True
+    if isinstance(node, str):
+        return _LONE_SURROGATE.search(node) is not None  # json.loads joins the pairs
     if isinstance(node, dict):
-        return any(_non_finite(value) for value in node.values())
+        return any(_not_i_json(key) or _not_i_json(value) for key, value in node.items())
     if isinstance(node, list):
-        return any(_non_finite(value) for value in node)
+        return any(_not_i_json(value) for value in node)
     return False
 
 
@@ -175,6 +179,7 @@ _SCALAR = st.one_of(
     st.integers(-(2**64), 2**64),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
+    st.sampled_from(["\ud800", "a\udc00", "\ud83d\ude00"]),  # lone surrogates; a pair written escaped
 )
 _JSON = st.recursive(
     _SCALAR,

@@ -8,7 +8,6 @@ from typing import Any, Final
 from pydantic.json_schema import models_json_schema
 
 from jobprogress._states import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_KIND_LENGTH, STATUS_FILTERS
-from jobprogress._validate import MAX_ID_LENGTH
 from jobprogress._version import __version__
 from jobprogress._wire_schema import TEXT_PATTERN, wire_definitions
 from jobprogress.store.views import JobView
@@ -119,7 +118,7 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
         "name": "job_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": TEXT_PATTERN},
+        "schema": {"$ref": _REF.format(model="Id")},  # what the route checks: the wire's id rule
     }
     read_errors = {
         "400": _error("A query parameter is malformed."),
@@ -190,7 +189,11 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
                         {
                             "name": "kind",
                             "in": "query",
-                            "schema": {"type": "string", "maxLength": MAX_KIND_LENGTH},
+                            "schema": {
+                                "type": "string",
+                                "maxLength": MAX_KIND_LENGTH,
+                                "pattern": TEXT_PATTERN,
+                            },
                         },
                         {
                             "name": "limit",
