@@ -155,10 +155,10 @@ def run(db_url: str, label: str, args: argparse.Namespace) -> None:
             if db_url.startswith("postgresql"):
                 from sqlalchemy import create_engine
 
-                from jobprogress.store.schema import tables_for
+                from jobprogress.store.schema import drop_schema
 
                 engine = create_engine(db_url)
-                tables_for(prefix).metadata.drop_all(engine)
+                drop_schema(engine, prefix)
                 engine.dispose()
 
 

@@ -357,11 +357,11 @@ def test_workers_in_several_processes_report_every_final_state(backend: str, tmp
 def _drop_tables(db_url: str, prefix: str) -> None:
     from sqlalchemy import create_engine
 
-    from jobprogress.store.schema import tables_for
+    from jobprogress.store.schema import drop_schema
 
     engine = create_engine(db_url)
     try:
-        tables_for(prefix).metadata.drop_all(engine)
+        drop_schema(engine, prefix)
     finally:
         engine.dispose()
 

@@ -36,11 +36,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     yield Store(POSTGRES_URL, prefix)
     from sqlalchemy import create_engine
 
-    from jobprogress.store.schema import tables_for
+    from jobprogress.store.schema import drop_schema
 
     engine = create_engine(POSTGRES_URL)
     try:
-        tables_for(prefix).metadata.drop_all(engine)
+        drop_schema(engine, prefix)
     finally:
         engine.dispose()
 

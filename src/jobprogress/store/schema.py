@@ -266,6 +266,22 @@ def _create_view(connection: Connection, tables: StoreTables) -> None:
         create_jobs_view(connection, tables)
 
 
+def drop_schema(engine: Engine, prefix: str = "cf_") -> None:
+    """Drop the ``{prefix}jobs`` view and every table of ``prefix`` (tests, benchmarks, clean-ups).
+
+    The view depends on the progress table, so it goes first.
+    """
+    from sqlalchemy import text
+
+    from ._view import view_name
+
+    tables = tables_for(prefix)
+    with engine.begin() as connection:
+        name = connection.dialect.identifier_preparer.quote(view_name(tables))
+        connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
+    tables.metadata.drop_all(engine)
+
+
 def _has_table(connection: Connection, name: str) -> bool:
     from sqlalchemy import inspect
 
