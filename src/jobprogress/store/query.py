@@ -14,46 +14,28 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from jobprogress._states import (
-    FAILED,
     JOB_STATES,
-    JOB_STATUS_PRECEDENCE,
-    LOST,
     MAX_COUNT,
-    RUNNING,
-    STALLED,
     STATUS_FILTERS,
 )
 from jobprogress.errors import ConfigurationError, StoreError
-from jobprogress.store._aggregate import WORKER_COLUMNS, ViewCache, fold, fold_attempts, fold_job, gc_paused
+from jobprogress.store._aggregate import ViewCache, fold, fold_attempts, fold_job, gc_paused
 from jobprogress.store._engine import EngineLease, EngineSettings, connect, describe_error, now_sql
+from jobprogress.store._sql import JobQueries
 from jobprogress.store._url import StoreURL, check_sqlite_file, database_file
 from jobprogress.store.schema import ATTEMPTS_VERSION, check_version, read_schema_version, tables_for
 from jobprogress.store.views import JobView
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.sql import Select, Subquery
-    from sqlalchemy.sql.elements import ColumnElement
+    from sqlalchemy.sql import Select
 
     from jobprogress.store.writer import Clock
 
 __all__ = ["STATUS_FILTERS", "ProgressStore"]
-
-# Ranks of a row within its attempt (see ProgressStore._statement); _RANKS is one more than the highest.
-_STATUS_RANK: Final = {status: rank for rank, status in enumerate(reversed(JOB_STATUS_PRECEDENCE))}
-"""A status's rank: the job's status is its workers' highest (the first in the precedence)."""
-_NOT_RUNNING, _LOST, _STALLED, _PROGRESSING = 0, 1, 2, 3
-_RANKS: Final = max(len(_STATUS_RANK), _PROGRESSING + 1)
-
-_DISPLAY: Final = (FAILED, LOST, STALLED, RUNNING)
-"""Job states in the order the CLI lists them; the ready ones (succeeded, cancelled) share the next rank."""
-_READY_RANK: Final = len(_DISPLAY)
-
-_ATTEMPT_PREFIX: Final = 1_000_000_000
-"""Added to an attempt number to spell it in a fixed width of digits, ahead of a kind (attempts < 9e9)."""
 
 
 def _names(what: str, value: str | Iterable[str] | None, allowed: tuple[str, ...] | None) -> list[str] | None:
@@ -119,6 +101,7 @@ class ProgressStore:
         self._backend = self._target.backend
         self._url = self._target.url
         self._tables = tables_for(table_prefix)
+        self._sql = JobQueries(self._tables)
         self._stall_after = float(stall_after)
         self._clock = clock
         self._settings = EngineSettings(connect_timeout=connect_timeout, statement_timeout=statement_timeout)
@@ -168,7 +151,7 @@ class ProgressStore:
         if statuses == [] or kinds == [] or limit == 0:
             return []
         return self._run(
-            lambda attempts: self._statement(
+            lambda attempts: self._sql.statement(
                 attempts,
                 job_id=None,
                 statuses=statuses,
@@ -213,7 +196,7 @@ class ProgressStore:
         if statuses == [] or kinds == [] or limit == 0:
             return iter(())
         return self._stream(
-            lambda attempts: self._statement(
+            lambda attempts: self._sql.statement(
                 attempts,
                 job_id=None,
                 statuses=statuses,
@@ -252,7 +235,7 @@ class ProgressStore:
             return counts
 
         def statement(attempts: bool) -> Select[Any]:
-            jobs, state, kind_matches = self._judged(
+            jobs, state, kind_matches = self._sql.judged(
                 attempts, job_id=None, kinds=kinds, active_within=active_within
             )
             word = state.label("state")
@@ -270,7 +253,7 @@ class ProgressStore:
             StoreError: the store could not be read.
         """
         views = self._run(
-            lambda attempts: self._statement(
+            lambda attempts: self._sql.statement(
                 attempts, job_id=job_id, statuses=None, kinds=None, active_within=None, limit=None, offset=0
             )
         )
@@ -292,7 +275,7 @@ class ProgressStore:
         from sqlalchemy import select
 
         def statement(attempts: bool) -> Select[Any]:
-            return select(*self._worker_columns(attempts)).where(self._tables.progress.c.job_id == job_id)
+            return select(*self._sql.worker_columns(attempts)).where(self._tables.progress.c.job_id == job_id)
 
         return self._run(statement, by_attempt=True)
 
@@ -305,192 +288,6 @@ class ProgressStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    # -- the query --------------------------------------------------------------------------------
-
-    def _now(self) -> ColumnElement[float]:
-        from sqlalchemy import Float, bindparam
-
-        # One reading of the store's clock per query, bound as a constant: every row of the result
-        # is judged against the same instant, and the database need not evaluate a clock per row.
-        return bindparam("store_now", type_=Float())
-
-    def _attempt(self, attempts: bool) -> ColumnElement[int]:
-        """The ``attempt`` column, or 1 on tables of schema version 1 that no writer migrated yet."""
-        from sqlalchemy import Integer, literal
-
-        return self._tables.progress.c.attempt if attempts else literal(1, Integer())
-
-    def _liveness(self) -> tuple[ColumnElement[bool], ColumnElement[bool], ColumnElement[bool]]:
-        """Per row, on the store's clock: whether it runs, and whether it is lost or stalled.
-
-        A running worker is lost without a message since the ``cutoff`` parameter (now minus
-        ``stall_after``), and stalled when it sent messages since but no progress.
-        """
-        from sqlalchemy import Float, and_, bindparam
-
-        table = self._tables.progress
-        cutoff = bindparam("cutoff", type_=Float())
-        running = table.c.status == RUNNING
-        worker_lost = and_(running, table.c.seen_at < cutoff)
-        worker_stalled = and_(running, table.c.seen_at >= cutoff, table.c.progressed_at < cutoff)
-        return running, worker_lost, worker_stalled
-
-    def _worker_columns(self, attempts: bool) -> tuple[ColumnElement[Any], ...]:
-        from sqlalchemy import case
-
-        table = self._tables.progress
-        _, worker_lost, worker_stalled = self._liveness()
-        return (
-            *(table.c[name] for name in WORKER_COLUMNS[:-1]),
-            self._attempt(attempts).label("attempt"),
-            case((worker_lost, 1), else_=0).label("worker_lost"),
-            case((worker_stalled, 1), else_=0).label("worker_stalled"),
-        )
-
-    def _judged(
-        self,
-        attempts: bool,
-        *,
-        job_id: str | None,
-        kinds: list[str] | None,
-        active_within: float | None,
-    ) -> tuple[Subquery, ColumnElement[str], list[ColumnElement[bool]]]:
-        """One row per job of its newest attempt (``job_id``, ``attempt``, ``last_seen``), its state
-        word in SQL, and the conditions that keep the jobs of ``kinds``."""
-        from sqlalchemy import String, case, cast, func, literal, select
-
-        table = self._tables.progress
-        running, worker_lost, worker_stalled = self._liveness()
-        attempt = self._attempt(attempts)
-        # One grouped pass over every attempt's rows; only the newest attempt counts. Each row gets a
-        # rank, and MAX(attempt * 4 + rank) is reached by a row of the newest attempt (attempt
-        # outweighs any rank), so its remainder is the highest rank among the newest attempt's rows.
-        # Status ranks follow the job status precedence; liveness ranks order running workers from
-        # lost to progressing, so the job is lost when the best is lost, stalled when it is stalled.
-        *higher, lowest = JOB_STATUS_PRECEDENCE
-        status_rank = case(
-            *((table.c.status == status, _STATUS_RANK[status]) for status in higher),
-            else_=_STATUS_RANK[lowest],
-        )
-        live_rank = case(
-            (worker_lost, _LOST),
-            (worker_stalled, _STALLED),
-            (running, _PROGRESSING),
-            else_=_NOT_RUNNING,
-        )
-        columns: list[ColumnElement[Any]] = [
-            table.c.job_id,
-            func.max(attempt).label("attempt"),
-            func.max(attempt * _RANKS + status_rank).label("status_rank"),
-            func.max(attempt * _RANKS + live_rank).label("live_rank"),
-            func.max(table.c.seen_at).label("last_seen"),
-        ]
-        if kinds is not None:
-            # The job's kind is the greatest of its newest attempt's kinds: rank kinds by attempt
-            # first (a fixed-width prefix), keep the greatest, and check that it is of the newest.
-            ranked = cast(attempt + _ATTEMPT_PREFIX, String()) + table.c.kind
-            columns.append(func.max(ranked).label("ranked_kind"))
-        grouped = select(*columns).group_by(table.c.job_id)
-        if job_id is not None:
-            grouped = grouped.where(table.c.job_id == job_id)
-        if active_within is not None:
-            recent = table.alias("recent")
-            grouped = grouped.where(
-                table.c.job_id.in_(
-                    select(recent.c.job_id).where(recent.c.seen_at >= self._now() - literal(active_within))
-                )
-            )
-        jobs = grouped.subquery("jobs")
-        newest = jobs.c.attempt
-        best_status = jobs.c.status_rank % _RANKS
-        best_live = jobs.c.live_rank % _RANKS
-        # The rules of jobprogress._states.job_status and job_state, in SQL.
-        status = case(*((best_status == _STATUS_RANK[name], name) for name in higher), else_=lowest)
-        state = case(
-            (best_status != _STATUS_RANK[RUNNING], status),
-            (best_live == _LOST, LOST),  # every running worker is lost
-            (best_live == _STALLED, STALLED),  # one is stalled, the others stalled or lost
-            else_=RUNNING,
-        )
-        kind_matches: list[ColumnElement[bool]] = []
-        if kinds is not None:
-            prefix = cast(newest + _ATTEMPT_PREFIX, String())
-            width = len(str(_ATTEMPT_PREFIX))
-            kind_matches = [
-                func.substr(jobs.c.ranked_kind, 1, width) == prefix,
-                func.substr(jobs.c.ranked_kind, width + 1).in_(kinds),
-            ]
-        return jobs, state, kind_matches
-
-    def _statement(
-        self,
-        attempts: bool,
-        *,
-        job_id: str | None,
-        statuses: list[str] | None,
-        kinds: list[str] | None,
-        active_within: float | None,
-        limit: int | None,
-        offset: int,
-        streamed: bool = False,
-    ) -> Select[Any]:
-        from sqlalchemy import and_, case, func, select
-
-        table = self._tables.progress
-        worker_columns = self._worker_columns(attempts)
-        attempt = self._attempt(attempts)
-        whole = (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0)
-        if whole and not streamed:
-            # The whole list needs no grouping in SQL: every row of a newest attempt is returned, and
-            # _fold derives each job's status and order from its rows by the rules the page query
-            # applies. The rows of a job are adjacent in the primary key: one ordered pass finds its
-            # newest attempt.
-            newest_attempts = (
-                select(table.c.job_id, func.max(attempt).label("attempt")).group_by(table.c.job_id).subquery()
-            )
-            return select(*worker_columns).join_from(
-                newest_attempts,
-                table,
-                and_(table.c.job_id == newest_attempts.c.job_id, attempt == newest_attempts.c.attempt),
-            )
-
-        jobs, state, kind_matches = self._judged(
-            attempts, job_id=job_id, kinds=kinds, active_within=active_within
-        )
-        if streamed:
-            # The display order of the CLI (cli._format.sort_jobs): failed, lost, stalled, running, ready;
-            # running jobs by id, the others most recently seen first.
-            rank = case(
-                *((state == word, position) for position, word in enumerate(_DISPLAY)), else_=_READY_RANK
-            )
-            seen = case((rank == _DISPLAY.index(RUNNING), 0.0), else_=func.coalesce(jobs.c.last_seen, 0.0))
-            keys: tuple[ColumnElement[Any], ...] = (rank.label("display_rank"), seen.label("display_seen"))
-        else:
-            keys = (jobs.c.last_seen,)
-        page = select(jobs.c.job_id, jobs.c.attempt, *keys).where(*kind_matches)
-        if statuses is not None:
-            page = page.where(state.in_(statuses))
-        if streamed:
-            page = page.order_by(rank, seen.desc(), jobs.c.job_id)
-        else:
-            page = page.order_by(jobs.c.last_seen.desc(), jobs.c.job_id)
-        if limit is not None:
-            page = page.limit(limit)
-        if offset:
-            page = page.offset(offset)
-        chosen = page.subquery("page")
-        joined = select(*worker_columns).join_from(
-            chosen, table, and_(table.c.job_id == chosen.c.job_id, attempt == chosen.c.attempt)
-        )
-        if streamed:
-            # Streamed rows arrive job by job, in display order, so each job is folded as it arrives.
-            return joined.order_by(
-                chosen.c.display_rank, chosen.c.display_seen.desc(), chosen.c.job_id, table.c.worker_id
-            )
-        # No ORDER BY here: sorting the wide joined rows costs more than the query itself. _fold
-        # orders the jobs (by the same key) and each job's workers in Python.
-        return joined
 
     def _engine(self) -> Engine:
         return self._lease.engine()
