@@ -32,7 +32,7 @@ from ._states import (
     MAX_WIRE_ERROR_LENGTH,
     PAYLOAD_LIMIT_CEILING,
 )
-from ._validate import UNITS, character_class
+from ._validate import UNITS, character_class, refused_character
 from .envelope import PROTOCOL_VERSION, TIMESTAMP_PATTERN, Heartbeat, ProgressUpdate
 
 __all__ = ["SCHEMA_ID", "TEXT_PATTERN", "id_pattern", "wire_definitions", "wire_schema"]
@@ -46,9 +46,14 @@ _REF: Final = "#/$defs/{model}"
 
 
 def id_pattern() -> str:
-    """Assigned, visible characters only (Unicode 13.0), at least one of them not whitespace."""
-    every, visible = character_class(), character_class(blank=False)
-    return f"^[{every}]*[{visible}][{every}]*$"
+    """Assigned, visible characters only (Unicode 13.0); ``blank_pattern`` says they are not all blank."""
+    return f"^[{character_class()}]+$"
+
+
+def blank_pattern() -> str:
+    """Only allowed whitespace (what ``str.strip()`` removes; none is above U+3000): an id is not that."""
+    blanks = [char for char in map(chr, range(0x3001)) if char.isspace() and refused_character(char) is None]
+    return "^[" + "".join(blanks) + "]*$"
 
 
 def _text(max_length: int, description: str) -> dict[str, Any]:
@@ -63,6 +68,7 @@ def _shared(id_rule: str) -> dict[str, Any]:
             "minLength": 1,
             "maxLength": MAX_ID_LENGTH,
             "pattern": id_rule,
+            "not": {"pattern": blank_pattern()},
             "description": (
                 f"A job, worker or run id: 1-{MAX_ID_LENGTH} characters, not all whitespace; no control "
                 "(Cc), format (Cf), private-use (Co), surrogate or unassigned code point (Unicode 13.0). "
@@ -127,6 +133,7 @@ def _shared(id_rule: str) -> dict[str, Any]:
             "minLength": 1,
             "maxLength": MAX_KEY_LENGTH,
             "pattern": id_rule,
+            "not": {"pattern": blank_pattern()},
         },
     }
 

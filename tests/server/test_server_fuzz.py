@@ -3,7 +3,7 @@
 Bounded: 10 examples per operation (plus schemathesis' boundary cases), on one uvicorn server per
 backend (SQLite, and Postgres when configured). Request bodies are generated since the OpenAPI document's
 references resolve (before, schemathesis skipped them): the id rule's Unicode 13.0 character class makes
-each write route cost about 15 s on a 2-core machine. The thorough run is ``tox -e wire-fuzz``
+each write route cost 5-15 s on a 2-core machine. The thorough run is ``tox -e wire-fuzz``
 (tests/server/wire_fuzz/run.py): every check, positive and negative data, against ``jobprogress serve``.
 """
 
