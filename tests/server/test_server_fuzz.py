@@ -36,6 +36,9 @@ QUICK_SCHEMA = schemathesis.openapi.from_dict(
 )
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
+# About a minute and a half of generated requests: interpreter-independent, so tox runs it once (py311).
+pytestmark = pytest.mark.once
+
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def collector_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
