@@ -131,7 +131,7 @@ class SqlSink:
             raise SinkError(
                 f"{exc} ({self._schema_failures} tries); create what is missing (the schema the URL's "
                 "search_path names, or the right to create tables in it) and run again: the newest "
-                "states wait in the outbox for the next process",
+                "states are spooled to the outbox for the next process, unless the outbox is off",
                 broken=True,
             ) from exc
         except StoreError as exc:
