@@ -253,8 +253,10 @@ def _add_attempt(connection: Connection, tables: StoreTables) -> None:
             continue
         name = connection.dialect.identifier_preparer.quote(table.name)
         if_missing = "IF NOT EXISTS " if dialect == "postgresql" else ""
+        # DuckDB before 2.0 cannot add a column with a constraint; its default fills every row anyway.
+        not_null = "" if dialect == "duckdb" else "NOT NULL "
         connection.execute(
-            text(f"ALTER TABLE {name} ADD COLUMN {if_missing}attempt INTEGER NOT NULL DEFAULT 1")
+            text(f"ALTER TABLE {name} ADD COLUMN {if_missing}attempt INTEGER {not_null}DEFAULT 1")
         )
 
 
