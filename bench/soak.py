@@ -46,6 +46,7 @@ import time
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -541,10 +542,23 @@ class Soak:
         jobs: dict[str, Any] = {}
         for url in (f"sqlite:///{self.sqlite_file}", self.postgres.url):
             with ProgressStore(url, stall_after=self.stall_after) as store:
-                for job in store.jobs():
-                    jobs[job.job_id] = job
-                    for worker in job.workers:
-                        rows[(job.job_id, worker.worker_id)] = worker
+                for newest in store.jobs():
+                    # The workers of a group share job ids without always overlapping in time: one that
+                    # starts after the others ended begins a new attempt. The journals hold every
+                    # attempt's work, so the check reads them all and sums them.
+                    attempts = store.attempts(newest.job_id) or [newest]
+                    for attempt in attempts:
+                        for worker in attempt.workers:
+                            rows[(attempt.job_id, worker.worker_id)] = worker
+                    unfinished = [a for a in attempts if a.status != "succeeded" or a.lost or a.stalled]
+                    shown = unfinished[0] if unfinished else newest
+                    jobs[newest.job_id] = SimpleNamespace(
+                        done=sum(a.done or 0 for a in attempts),
+                        status=shown.status,
+                        state=shown.state,
+                        lost=shown.lost,
+                        stalled=shown.stalled,
+                    )
         return rows, jobs
 
 
