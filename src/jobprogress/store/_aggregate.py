@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from jobprogress._states import FAILED, MAX_COUNT, RUNNING, job_status
+from jobprogress._states import FAILED, RUNNING, job_status
 from jobprogress.envelope import trusted
+from jobprogress.store._eta import job_eta
 from jobprogress.store.views import JobView, WorkerView
 
 __all__ = ["WORKER_COLUMNS", "ViewCache", "aggregate", "fold", "fold_attempts", "fold_job", "gc_paused"]
@@ -30,9 +31,6 @@ WORKER_COLUMNS: Final = (
     "payload_json", "error", "run_id", "seq", "started_at", "updated_at", "progressed_at", "seen_at",
     "attempt",
 )  # fmt: skip
-
-
-_MAX_ETA: Final = float(MAX_COUNT)
 
 
 def _time(value: float | None) -> datetime | None:
@@ -249,6 +247,7 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             attempt = worker.attempt
     throughput: float | None = None
     eta: int | None = None
+    eta_reason: str | None = None
     if mixed_units:
         unit = total = None
         job_done: int | None = None
@@ -256,13 +255,8 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
         job_done = done if any_done else None
         # Each worker's rate is finite, but a sum of huge ones is not; an unknown rate is None, never inf.
         throughput = rate if any_rate and math.isfinite(rate) else None
-        if total is not None and job_done is not None:
-            remaining = max(total - job_done, 0)
-            if remaining == 0:
-                eta = 0
-            elif throughput:
-                seconds = remaining / throughput  # a tiny rate makes this inf, or too big to count
-                eta = math.ceil(seconds) if seconds <= _MAX_ETA else None
+        remaining = max(total - job_done, 0) if total is not None and job_done is not None else None
+        eta, eta_reason = job_eta(workers, remaining, throughput)  # the rule: store/_eta.py
     lost = running > 0 and lost_count == running
     stalled = running > 0 and stalled_count > 0 and lost_count + stalled_count == running
     return trusted(
@@ -275,6 +269,7 @@ def aggregate(job_id: str, workers: list[WorkerView]) -> JobView:
             "total": total,
             "throughput": throughput,
             "eta_seconds": eta,
+            "eta_reason": eta_reason,
             "status": job_status(statuses),
             "stalled": stalled,
             "lost": lost,
