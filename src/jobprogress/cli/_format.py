@@ -31,6 +31,7 @@ __all__ = [
     "amount",
     "comma_separated",
     "counts_line",
+    "eta_text",
     "human_bytes",
     "human_count",
     "human_duration",
@@ -239,6 +240,15 @@ def _paths_analysed(payload: Mapping[str, Any] | None) -> int | None:
     return None
 
 
+def eta_text(view: JobView | WorkerView) -> str | None:
+    """``ETA 1m 05s``; for a job without one, why, when a worker is the cause (``waiting on a stalled
+    worker``: :attr:`JobView.eta_reason`); else None."""
+    if view.eta_seconds is not None:
+        return f"ETA {human_duration(view.eta_seconds)}"
+    reason = view.eta_reason if isinstance(view, JobView) else None
+    return None if reason is None else scrub(reason)
+
+
 def progress_line(view: JobView | WorkerView) -> str:
     """The progress line of spec §6, by kind.
 
@@ -248,7 +258,8 @@ def progress_line(view: JobView | WorkerView) -> str:
     - schema_eval: paths analysed (payload ``paths_analysed``, else items done);
     - any other kind: done/total in its unit, throughput, ETA.
 
-    Rate and ETA show while the job runs; a failed job ends with its error summary.
+    Rate and ETA show while the job runs (for a job whose ETA waits on a lost or stalled worker, the
+    reason shows where the ETA would be); a failed job ends with its error summary.
     """
     kind = view.kind
     parts: list[str] = []
@@ -272,8 +283,9 @@ def progress_line(view: JobView | WorkerView) -> str:
         speed = rate(view.throughput, view.unit)
         if speed is not None:
             parts.append(speed)
-        if view.eta_seconds is not None:
-            parts.append(f"ETA {human_duration(view.eta_seconds)}")
+        eta = eta_text(view)
+        if eta is not None:
+            parts.append(eta)
     if view.status == FAILED and view.error:
         error = scrub(view.error)
         # The list shows the start of the error; the detail panel shows all of it.

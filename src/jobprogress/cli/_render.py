@@ -240,8 +240,12 @@ def job_detail(view: JobView, now: datetime, *, newest: int | None = None) -> Re
     envelope.add_row("total", Text("-" if view.total is None else f"{view.total:,}", end=""))
     speed = rate(view.throughput, view.unit)
     envelope.add_row("throughput", Text(speed or "-", end=""))
-    eta = "-" if view.eta_seconds is None else human_duration(view.eta_seconds)
-    envelope.add_row("eta", Text(eta, end=""))
+    if view.eta_seconds is not None:
+        envelope.add_row("eta", Text(human_duration(view.eta_seconds), end=""))
+    elif view.eta_reason is not None:  # waiting on a lost or stalled worker: say so where the ETA would be
+        envelope.add_row("eta", safe_text(view.eta_reason, STATE_STYLES[STALLED]))
+    else:
+        envelope.add_row("eta", Text("-", end=""))
     envelope.add_row("updated", Text(f"{_format_time(view.updated_at)} (worker clock)", end=""))
     envelope.add_row("last seen", Text(ago(last_seen(view), now), end=""))
     if state in (LOST, STALLED):
