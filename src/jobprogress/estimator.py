@@ -95,14 +95,18 @@ _SNAPSHOT_WIDTH: Final = 6
 """Per snapshot: time, items done, and the four predictors' rates."""
 _RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
 """Besides the adaptive rate: the whole run, its last quarter and its last sixteenth."""
-_MIN_GAIN: Final = math.log(1.1) ** 2
-"""An advantage in mean squared log error below that of a 10% miss is a tie (won by the adaptive rate)."""
+_MIN_GAIN: Final = math.log(1.01)
+"""An advantage in mean absolute log error below that of a 1% miss is a tie (won by the adaptive rate)."""
 _CONFIDENT: Final = 1.0
 """Standard errors of advantage at which another predictor fully replaces the adaptive one."""
 _MIN_SCORED: Final = 3.0
 """Scored snapshots needed before another predictor may replace the adaptive one: one lucky score won't."""
-_LOSS_KEEP: Final = 1.0 - 1.0 / 16
-"""Per-score decay of the predictors' errors: the last ~16 scores (about one e-fold of elapsed time)."""
+_LOSS_KEEP: Final = 1.0 - 1.0 / 8
+"""Per-score decay of the predictors' errors: the last ~8 scores (about half an e-fold of elapsed time)."""
+_MAX_ERROR: Final = math.log(2.0)
+"""A score's error is at most that of a 2x miss: a stall (nothing done in a horizon) or a single huge item
+would otherwise outweigh every other score for many scores, and it says little about which predictor is
+better, since every predictor missed it."""
 
 _PREDICTORS: Final = 1 + len(_RECENT_FRACTIONS)
 
@@ -657,6 +661,10 @@ def _shrunk(deviation: float, mass: float, merges: float, finer: float) -> float
 
 
 def _log_error(predicted: float, realised: float) -> float:
-    """Squared log ratio of predicted to realised items (+1 each, so empty horizons stay finite)."""
-    error = math.log((predicted + 1.0) / (realised + 1.0))
-    return error * error
+    """Absolute log ratio of predicted to realised items (+1 each, so empty horizons stay finite), capped.
+
+    Absolute rather than squared, and capped at _MAX_ERROR, so the scores rank predictors by how they do
+    on typical horizons rather than by the few that no predictor could foresee.
+    """
+    error = abs(math.log((predicted + 1.0) / (realised + 1.0)))
+    return error if error < _MAX_ERROR else _MAX_ERROR
