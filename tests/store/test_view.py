@@ -113,7 +113,7 @@ def test_a_version_2_store_is_migrated_when_several_processes_start(store_target
         thread.join()
     assert errors == []
     with engine.connect() as connection:
-        assert connection.execute(sa.select(version.c.version)).scalar_one() == SCHEMA_VERSION == 3
+        assert connection.execute(sa.select(version.c.version)).scalar_one() == SCHEMA_VERSION == 4
     rows = _view_rows(store_target)
     assert rows["late"]["workers"] == 3
     assert rows["broke"]["state"] == "failed"

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from .schema import StoreTables
 
-__all__ = ["RUN_CACHE_SIZE", "AttemptPlanner", "RunCache"]
+__all__ = ["LOCK_SPACE", "RUN_CACHE_SIZE", "AttemptPlanner", "RunCache"]
 
 RUN_CACHE_SIZE: Final = 65_536
 """(job, worker) pairs a writer remembers the stored run of: a collector serving 10,000 jobs of 4
@@ -39,7 +39,7 @@ workers each stays within it; beyond it the oldest are forgotten and cost one lo
 _LOOKUP_CHUNK: Final = 400
 """Keys per lookup statement: both IN lists stay far below SQLite's bound on bound parameters."""
 
-_LOCK_SPACE: Final = 0x6A70  # "jp": the first key of the per-job advisory locks on Postgres
+LOCK_SPACE: Final = 0x6A70  # "jp": the first key of the per-job advisory locks on Postgres
 
 Key = tuple[str, str]
 Run = tuple[str, int]
@@ -110,7 +110,7 @@ class AttemptPlanner:
         if backend == "postgresql":
             from sqlalchemy import text
 
-            self._lock = text(f"SELECT pg_advisory_xact_lock({_LOCK_SPACE}, hashtext(:job_id))")
+            self._lock = text(f"SELECT pg_advisory_xact_lock({LOCK_SPACE}, hashtext(:job_id))")
 
     def _build_lookup(self, *, single: bool) -> CompoundSelect[Any]:
         from sqlalchemy import BigInteger, String, bindparam, case, cast, func, null, select, union_all

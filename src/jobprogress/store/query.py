@@ -16,17 +16,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobprogress._states import (
-    JOB_STATES,
-    MAX_COUNT,
-    STATUS_FILTERS,
-)
+from jobprogress._states import JOB_STATES, LOST, MAX_COUNT, RUNNING, STALLED, STATUS_FILTERS
 from jobprogress.errors import ConfigurationError, StoreError
 from jobprogress.store._aggregate import ViewCache, fold, fold_attempts, fold_job, gc_paused
 from jobprogress.store._engine import EngineLease, EngineSettings, connect, describe_error, now_sql
+from jobprogress.store._pages import PageQueries
 from jobprogress.store._sql import JobQueries
 from jobprogress.store._url import StoreURL, check_sqlite_file, database_file
-from jobprogress.store.schema import ATTEMPTS_VERSION, check_version, read_schema_version, tables_for
+from jobprogress.store.schema import (
+    ATTEMPTS_VERSION,
+    SUMMARY_VERSION,
+    check_version,
+    read_schema_version,
+    tables_for,
+)
 from jobprogress.store.views import JobView
 
 if TYPE_CHECKING:
@@ -102,6 +105,7 @@ class ProgressStore:
         self._url = self._target.url
         self._tables = tables_for(table_prefix)
         self._sql = JobQueries(self._tables)
+        self._pages = PageQueries(self._tables, self._sql)
         self._stall_after = float(stall_after)
         self._clock = clock
         self._settings = EngineSettings(connect_timeout=connect_timeout, statement_timeout=statement_timeout)
@@ -109,6 +113,7 @@ class ProgressStore:
         self._lease = EngineLease(self._target, self._settings, holder="progress store")
         self._version_checked = False
         self._has_attempts = False
+        self._has_summary = False
         self._views: ViewCache = {}
 
     @property
@@ -151,7 +156,7 @@ class ProgressStore:
         if statuses == [] or kinds == [] or limit == 0:
             return []
         return self._run(
-            lambda attempts: self._sql.statement(
+            lambda attempts: self._statement(
                 attempts,
                 job_id=None,
                 statuses=statuses,
@@ -196,7 +201,7 @@ class ProgressStore:
         if statuses == [] or kinds == [] or limit == 0:
             return iter(())
         return self._stream(
-            lambda attempts: self._sql.statement(
+            lambda attempts: self._statement(
                 attempts,
                 job_id=None,
                 statuses=statuses,
@@ -235,6 +240,8 @@ class ProgressStore:
             return counts
 
         def statement(attempts: bool) -> Select[Any]:
+            if self._has_summary:
+                return self._pages.counts(kinds=kinds, active_within=active_within)
             jobs, state, kind_matches = self._sql.judged(
                 attempts, job_id=None, kinds=kinds, active_within=active_within
             )
@@ -242,8 +249,17 @@ class ProgressStore:
             counted: Select[Any] = select(word, func.count().label("jobs"))  # type: ignore[assignment]
             return counted.select_from(jobs).where(*kind_matches).group_by(word)
 
-        for state, count in self._rows(statement):
-            counts[str(state)] = int(count)
+        for row in self._rows(statement):
+            if len(row) == 2:  # schema 3 and older: one row per state word
+                counts[str(row[0])] += int(row[1])
+                continue
+            status, jobs, lost, not_live = row
+            if status == RUNNING:  # lost <= not live <= jobs: running_live <= running_seen
+                counts[LOST] += int(lost or 0)
+                counts[STALLED] += int(not_live or 0) - int(lost or 0)
+                counts[RUNNING] += int(jobs) - int(not_live or 0)
+            else:
+                counts[str(status)] += int(jobs)
         return counts
 
     def job(self, job_id: str) -> JobView | None:
@@ -253,7 +269,7 @@ class ProgressStore:
             StoreError: the store could not be read.
         """
         views = self._run(
-            lambda attempts: self._sql.statement(
+            lambda attempts: self._statement(
                 attempts, job_id=job_id, statuses=None, kinds=None, active_within=None, limit=None, offset=0
             )
         )
@@ -288,6 +304,32 @@ class ProgressStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _statement(
+        self,
+        attempts: bool,
+        *,
+        job_id: str | None,
+        statuses: list[str] | None,
+        kinds: list[str] | None,
+        active_within: float | None,
+        limit: int | None,
+        offset: int,
+        streamed: bool = False,
+    ) -> Select[Any]:
+        """The rows of a page: from the summary (schema 4), else by grouping the progress rows."""
+        arguments: dict[str, Any] = {
+            "job_id": job_id,
+            "statuses": statuses,
+            "kinds": kinds,
+            "active_within": active_within,
+            "limit": limit,
+            "offset": offset,
+            "streamed": streamed,
+        }
+        if self._has_summary:
+            return self._pages.statement(**arguments)
+        return self._sql.statement(attempts, **arguments)
 
     def _engine(self) -> Engine:
         return self._lease.engine()
@@ -369,12 +411,14 @@ class ProgressStore:
             if not self._tables_exist(connection):
                 return None  # nothing written yet: no jobs
             self._version_checked = True
-        if not self._has_attempts:
+        if not self._has_summary:
             # Tables of schema version 1 get the column from the first writer of this release;
-            # until then every row is attempt 1.
+            # until then every row is attempt 1. The summary comes with version 4: until a writer of
+            # this release migrates the tables, pages group the progress rows.
             version = read_schema_version(connection, self._tables)
             check_version(version, self._tables.progress.name)
             self._has_attempts = version is None or version >= ATTEMPTS_VERSION
+            self._has_summary = version is not None and version >= SUMMARY_VERSION
         if self._clock is not None:
             now = float(self._clock())
         else:

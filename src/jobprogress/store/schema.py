@@ -34,14 +34,18 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "StoreTables", "create_schema", "read_schema_version", "tables_for"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """Version of the tables this release writes; a store written by a newer release is refused.
 
 Version 2 added the ``attempt`` column to the progress and history tables; version 3 the
-``{prefix}jobs`` view (:mod:`._view`)."""
+``{prefix}jobs`` view (:mod:`._view`); version 4 the writer-maintained ``{prefix}job_summary``
+table (:mod:`._summary`), one row per job that the read side pages, filters and counts on."""
 
 ATTEMPTS_VERSION: Final = 2
 """The first schema version whose tables have the ``attempt`` column."""
+
+SUMMARY_VERSION: Final = 4
+"""The first schema version whose writers maintain ``{prefix}job_summary``."""
 
 SCHEMA_COMPONENT: Final = "job_progress"
 
@@ -59,6 +63,7 @@ class StoreTables:
     progress: Table
     history: Table
     version: Table
+    summary: Table
 
 
 _cache: dict[str, StoreTables] = {}
@@ -194,7 +199,12 @@ def _define(prefix: str) -> StoreTables:
         Column("component", String(64), primary_key=True),
         Column("version", Integer, nullable=False),
     )
-    return StoreTables(prefix=prefix, metadata=metadata, progress=progress, history=history, version=version)
+    from ._summary import summary_table
+
+    summary = summary_table(prefix, metadata, _not_duckdb)
+    return StoreTables(
+        prefix=prefix, metadata=metadata, progress=progress, history=history, version=version, summary=summary
+    )
 
 
 def read_schema_version(connection: Connection, tables: StoreTables) -> int | None:
@@ -268,6 +278,18 @@ def _create_view(connection: Connection, tables: StoreTables) -> None:
         create_jobs_view(connection, tables)
 
 
+def _create_summary(connection: Connection, tables: StoreTables) -> None:
+    """Version 3 to 4: ``{prefix}job_summary``, filled from the progress rows in the same transaction.
+
+    Runs under the lock that serializes creators, so racing processes backfill it once.
+    """
+    from ._summary import backfill
+
+    tables.metadata.create_all(connection, tables=[tables.summary], checkfirst=True)
+    if _has_table(connection, tables.progress.name):
+        backfill(connection, tables)
+
+
 def drop_schema(engine: Engine, prefix: str = "cf_") -> None:
     """Drop the ``{prefix}jobs`` view and every table of ``prefix`` (tests, benchmarks, clean-ups).
 
@@ -291,7 +313,7 @@ def _has_table(connection: Connection, name: str) -> bool:
 
 
 # Migrations from version N to N+1, run in order inside the creating transaction.
-MIGRATIONS: dict[int, Migration] = {1: _add_attempt, 2: _create_view}
+MIGRATIONS: dict[int, Migration] = {1: _add_attempt, 2: _create_view, 3: _create_summary}
 
 
 def migrate(connection: Connection, tables: StoreTables, version: int) -> None:
@@ -345,9 +367,10 @@ def _schema_current(engine: Engine, tables: StoreTables, wanted: list[Any]) -> b
     return version == SCHEMA_VERSION
 
 
-_CREATE_ATTEMPTS: Final = 6
+_CREATE_ATTEMPTS: Final = 10
 """Tries of the creating transaction: on DuckDB each racer that loses a catalog write (the ALTER of
-version 2, the view of version 3) tries again, and with four racers one may lose more than twice."""
+version 2, the view of version 3, the summary table of version 4) tries again, and with four racers
+one may lose several times in a row."""
 
 
 def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, history: bool) -> None:
@@ -364,7 +387,7 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
 
     from ._engine import connect
 
-    wanted = [tables.progress, tables.version] + ([tables.history] if history else [])
+    wanted = [tables.progress, tables.version, tables.summary] + ([tables.history] if history else [])
     if _schema_current(engine, tables, wanted):
         return  # the usual case: no write lock, so many processes starting at once do not queue for it
     for attempt in range(_CREATE_ATTEMPTS):
@@ -380,6 +403,7 @@ def create_schema(engine: Engine, backend: Backend, tables: StoreTables, *, hist
                 tables.metadata.create_all(connection, tables=wanted, checkfirst=True)
                 if version is None:
                     _create_view(connection, tables)
+                    _create_summary(connection, tables)  # empty, unless rows predate the version table
                     connection.execute(
                         insert(tables.version).values(component=SCHEMA_COMPONENT, version=SCHEMA_VERSION)
                     )

@@ -12,11 +12,12 @@ transaction by :mod:`._attempts`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress.envelope import Heartbeat, ProgressUpdate
@@ -24,12 +25,13 @@ from jobprogress.errors import StoreError, StoreSchemaError
 
 from ._attempts import AttemptPlanner, RunCache
 from ._engine import WAL_CAP_BYTES, EngineLease, EngineSettings, connect, describe_error
+from ._summary import SummaryRefresh
 from ._upsert import Upserts, message_row, rounds
 from ._url import StoreURL, check_sqlite_file, database_file, sqlite_path
 from .schema import StoreTables, create_schema, tables_for
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import URL, Engine
     from sqlalchemy.sql import Delete
 
 __all__ = ["StoreWriter"]
@@ -43,6 +45,25 @@ _WAL_CHECK_INTERVAL: Final = 10.0
 """Seconds between forced checkpoints while the WAL stays over its cap (a long reader pins it)."""
 
 Clock = Callable[[], float]
+
+
+_duckdb_locks: dict[str, threading.Lock] = {}
+_duckdb_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _duckdb_lock(url: URL) -> Iterator[None]:
+    """DuckDB: one write transaction at a time per database file in this process (DuckDB admits one
+    process per file). Two writers refreshing one job's summary row would otherwise conflict
+    ("Conflict on update") and fail; DuckDB commits writes one at a time anyway."""
+    if not url.drivername.startswith("duckdb"):
+        yield
+        return
+    path = os.path.abspath(database_file(url) or ":memory:")
+    with _duckdb_locks_guard:
+        lock = _duckdb_locks.setdefault(path, threading.Lock())
+    with lock:
+        yield
 
 
 class StoreWriter:
@@ -108,6 +129,7 @@ class StoreWriter:
         self._schema_ready = threading.Event()
         self._upserts = Upserts(self._tables, self._backend, bound_clock=clock is not None, history=history)
         self._attempts = AttemptPlanner(self._tables, self._backend)
+        self._summary = SummaryRefresh(self._tables, self._backend)
         self._runs = RunCache()
         self._next_prune = 0.0
         self._next_wal_check = 0.0
@@ -120,6 +142,7 @@ class StoreWriter:
         dialect = dialect_class()
         self._upserts.prepare(dialect)
         self._attempts.prepare(dialect)
+        self._summary.prepare(dialect)
 
     @property
     def url(self) -> str:
@@ -177,7 +200,8 @@ class StoreWriter:
                 row["store_now"] = now
         upserts = self._upserts
         try:
-            with connect(engine, read=False) as connection:
+            with _duckdb_lock(self._url), connect(engine, read=False) as connection:
+                self._summary.lock(connection, [row["job_id"] for row in rows])
                 learned = self._attempts.assign(connection, rows, self._runs)
                 if self._backend == "duckdb":
                     # DuckDB refuses to update one row twice in a statement: one statement per round
@@ -186,6 +210,8 @@ class StoreWriter:
                         connection.execute(upserts.multi_row_upsert(round_rows), params)
                 else:
                     connection.execute(upserts.upsert, rows)
+                # The summary rows of the batch's jobs, from their rows as this transaction left them.
+                self._summary.run(connection, [row["job_id"] for row in rows])
                 if upserts.history_insert is not None:
                     history = [row if row["type"] == "heartbeat" else {**row, "status": None} for row in rows]
                     if self._backend == "duckdb":
