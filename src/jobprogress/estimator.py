@@ -91,8 +91,11 @@ _SNAPSHOT_SPACING: Final = 1.0 / 16
 """Snapshots are taken every 1/16 of the elapsed time since the first sample."""
 _MIN_SNAPSHOT_SAMPLES: Final = 2
 """Samples between snapshots at least (early on, 1/16 of the elapsed time is less than one sample)."""
-_SNAPSHOT_WIDTH: Final = 6
-"""Per snapshot: time, items done, and the four predictors' rates."""
+_SNAPSHOT_WIDTH: Final = 2
+"""Per snapshot, in one ring: its time and items done."""
+_PREDICTION_WIDTH: Final = 5
+"""Per snapshot, in another (single precision: plenty for scoring, and it keeps the state small): the four
+predictors' rates and the trend's slope."""
 _RECENT_FRACTIONS: Final = (1.0, 0.25, 1.0 / 16)
 """Besides the adaptive rate: the whole run, its last quarter and its last sixteenth."""
 _MIN_GAIN: Final = math.log(1.01)
@@ -110,6 +113,14 @@ better, since every predictor missed it."""
 
 _PREDICTORS: Final = 1 + len(_RECENT_FRACTIONS)
 
+_TREND_FRACTION: Final = 0.25
+"""The trend compares the time per item over the last quarter of the run with the quarter before it."""
+_TREND_CONFIDENT: Final = 3.0
+"""Standard errors of advantage at which the trend takes full effect: more than a predictor needs, since a
+wrong trend compounds over the remaining work where a wrong rate does not."""
+_TREND_LIMIT: Final = 4.0
+"""Extrapolated, the time per item stays within this factor of today's either way."""
+
 # Offsets into the running-sums array: Allan sums per level (squared rate differences in items**2,
 # mean items per merged bucket, merges), each predictor's decayed error, and the typical-gap sums.
 _DEV: Final = 0
@@ -120,6 +131,11 @@ _GAIN2: Final = _LOSS + _PREDICTORS
 _SCORED: Final = _GAIN2 + _PREDICTORS - 1
 _GAP_SUM: Final = _SCORED + 1
 _GAP_WEIGHT: Final = _GAP_SUM + 1
+# The trend's scores (the decayed error of the adaptive rate bent by the trend, and the squared differences
+# from the adaptive rate's error) and the trend's weight.
+_TREND_LOSS: Final = _GAP_WEIGHT + 1
+_TREND_GAIN2: Final = _TREND_LOSS + 1
+_TREND_WEIGHT: Final = _TREND_GAIN2 + 1
 # Then what is derived from the history and kept between calls (in the same array, to keep the object
 # small): the dispersion index per level (one more entry for the catch-all bucket, which uses the
 # coarsest level's) and how many levels from the finest are current; the predictor blended into the
@@ -128,7 +144,7 @@ _GAP_WEIGHT: Final = _GAP_SUM + 1
 # is chosen afresh (0: now); the same for the window of the blended predictor; samples observed so far,
 # at the newest snapshot, and that snapshot's time; half the threshold; and the rate last returned
 # (NaN: to compute).
-_DISPERSION: Final = _GAP_WEIGHT + 1
+_DISPERSION: Final = _TREND_WEIGHT + 1
 _DISPERSION_VALID: Final = _DISPERSION + _LEVELS + 1
 _BLEND_INDEX: Final = _DISPERSION_VALID + 1
 _BLEND_WEIGHT: Final = _BLEND_INDEX + 1
@@ -190,6 +206,7 @@ class ThroughputEstimator:
         "_last_now",
         "_last_progress",
         "_levels",
+        "_predictions",
         "_snapshot_count",
         "_snapshot_head",
         "_snapshots",
@@ -214,6 +231,7 @@ class ThroughputEstimator:
         sums[_RATE] = _NAN
         # Snapshot ring, oldest entry at _snapshot_head: time, done, then one rate per predictor.
         self._snapshots = array("d", (0.0,)) * (_SNAPSHOTS * _SNAPSHOT_WIDTH)
+        self._predictions = array("f", (0.0,)) * (_SNAPSHOTS * _PREDICTION_WIDTH)
         self._snapshot_head = 0  # the oldest entry
         self._snapshot_count = 0
         self._start: float | None = None
@@ -377,32 +395,48 @@ class ThroughputEstimator:
 
     def _snapshot(self, now: float, done: int) -> None:
         """Remember what every predictor says now; score the oldest remembered predictions."""
-        predictions = [self._current_adaptive_rate(self._sums), *self._recent_rates(self._silence(now))]
+        age = self._silence(now)
+        predictions = [self._current_adaptive_rate(self._sums), *self._recent_rates(age)]
         if not all(predictions):
             return  # nothing has completed yet: no predictor has anything to say
-        ring = self._snapshots
+        slope = self._trend_slope(age)
+        ring, said = self._snapshots, self._predictions
         if self._snapshot_count == _SNAPSHOTS:
             # The ring is full: score its oldest entry, then overwrite it with this one.
-            oldest = self._snapshot_head * _SNAPSHOT_WIDTH
-            horizon, realised = now - ring[oldest], done - ring[oldest + 1]
+            oldest = self._snapshot_head
+            horizon = now - ring[oldest * _SNAPSHOT_WIDTH]
+            realised = done - ring[oldest * _SNAPSHOT_WIDTH + 1]
             if horizon > 0.0 and realised >= 0:
                 sums = self._sums
-                adaptive = _log_error(ring[oldest + 2] * horizon, realised)
+                first = oldest * _PREDICTION_WIDTH
+                then = said[first]
+                adaptive = _log_error(then * horizon, realised)
                 sums[_LOSS] = sums[_LOSS] * _LOSS_KEEP + adaptive
                 for index in range(1, _PREDICTORS):
-                    error = _log_error(ring[oldest + 2 + index] * horizon, realised)
+                    error = _log_error(said[first + index] * horizon, realised)
                     sums[_LOSS + index] = sums[_LOSS + index] * _LOSS_KEEP + error
                     gain = adaptive - error
                     sums[_GAIN2 + index - 1] = sums[_GAIN2 + index - 1] * _LOSS_KEEP + gain * gain
+                # The trend, judged against the rate it bends: did the slope improve on it?
+                if then > 0.0:
+                    bent = _trend_items(1.0 / then, said[first + _PREDICTORS], horizon)
+                    error = _log_error(bent, realised)
+                else:
+                    error = adaptive
+                sums[_TREND_LOSS] = sums[_TREND_LOSS] * _LOSS_KEEP + error
+                gain = adaptive - error
+                sums[_TREND_GAIN2] = sums[_TREND_GAIN2] * _LOSS_KEEP + gain * gain
                 sums[_SCORED] = sums[_SCORED] * _LOSS_KEEP + 1.0
                 self._choose_blend()
-            self._snapshot_head = (self._snapshot_head + 1) % _SNAPSHOTS
+            self._snapshot_head = (oldest + 1) % _SNAPSHOTS
             self._snapshot_count -= 1
-        base = (self._snapshot_head + self._snapshot_count) % _SNAPSHOTS * _SNAPSHOT_WIDTH
-        ring[base] = now
-        ring[base + 1] = float(done)
+        newest = (self._snapshot_head + self._snapshot_count) % _SNAPSHOTS
+        ring[newest * _SNAPSHOT_WIDTH] = now
+        ring[newest * _SNAPSHOT_WIDTH + 1] = float(done)
+        first = newest * _PREDICTION_WIDTH
         for index, predicted in enumerate(predictions):
-            ring[base + 2 + index] = predicted
+            said[first + index] = predicted
+        said[first + _PREDICTORS] = slope
         self._snapshot_count += 1
         sums = self._sums
         sums[_SNAPSHOT_FROM] = sums[_SAMPLES]
@@ -429,6 +463,15 @@ class ThroughputEstimator:
             sums[_BLEND_INDEX] = best
             sums[_RECENT_REFRESH_AT] = 0.0  # another predictor's window
         sums[_BLEND_WEIGHT] = weight
+        # The trend's weight, by the same rule: its advantage over the unbent rate, in standard errors.
+        weight = 0.0
+        if scored >= _MIN_SCORED:
+            gain = (sums[_LOSS] - sums[_TREND_LOSS]) / scored
+            if gain > _MIN_GAIN:
+                spread = math.sqrt(max(sums[_TREND_GAIN2] / scored - gain * gain, 0.0))
+                confidence = gain * math.sqrt(scored) / spread if spread > 0.0 else math.inf
+                weight = min(confidence / _TREND_CONFIDENT, 1.0)
+        sums[_TREND_WEIGHT] = weight
 
     # ---------------------------------------------------------------------------------------- output
 
@@ -484,10 +527,20 @@ class ThroughputEstimator:
         rate = self.rate()
         if not rate:
             return None
-        from_last_completion = (total - self._last_done) / rate
+        remaining = total - self._last_done
+        from_last_completion = remaining / rate
+        sums = self._sums
+        weight = sums[_TREND_WEIGHT]
+        if weight:
+            # The time per item has been changing steadily, and saying so has predicted this job's
+            # progress better than the rate alone: extrapolate it over the remaining items.
+            newest = (self._snapshot_head + self._snapshot_count - 1) % _SNAPSHOTS
+            stretch = _trend_stretch(
+                rate, self._predictions[newest * _PREDICTION_WIDTH + _PREDICTORS], remaining
+            )
+            from_last_completion *= stretch if weight >= 1.0 else stretch**weight
         # Work resumes from the last completion, not from the last sample; but a silence longer than
         # the usual gap between completions is a stall, and a stall does not bring the end closer.
-        sums = self._sums
         weight = sums[_GAP_WEIGHT]
         usual_gap = sums[_GAP_SUM] / weight if weight else 0.0
         silence = self._last_now - self._last_progress
@@ -626,6 +679,30 @@ class ThroughputEstimator:
         sums[_RECENT_REFRESH_AT] = sums[_SAMPLES] + (refresh_in if refresh_in > 1.0 else 1.0)
         return items / seconds
 
+    def _trend_slope(self, age: float) -> float:
+        """How fast the time per item changes, per item: last quarter of the run against the quarter before.
+
+        Seconds per item, per item (positive: slowing down); 0.0 while either quarter is empty.
+        """
+        spans, counts = self._spans, self._items
+        elapsed = sum(spans) - age
+        seconds, items = -age, 0.0
+        index = len(spans) - 1
+        walked = []
+        for fraction in (_TREND_FRACTION, 2.0 * _TREND_FRACTION):
+            want = fraction * elapsed
+            while index >= 0 and seconds < want:
+                seconds += spans[index]
+                items += counts[index]
+                index -= 1
+            walked.append((seconds, items))
+        (recent_seconds, recent_items), (both_seconds, both_items) = walked
+        before_seconds, before_items = both_seconds - recent_seconds, both_items - recent_items
+        if recent_seconds <= 0.0 or recent_items <= 0.0 or before_items <= 0.0:
+            return 0.0
+        apart = 0.5 * (recent_items + before_items)  # items between the two quarters' middles
+        return (recent_seconds / recent_items - before_seconds / before_items) / apart
+
     def _recent_rates(self, age: float) -> list[float]:
         """Rate over roughly the last fraction of the run, ending at the last completion, per fraction.
 
@@ -658,6 +735,35 @@ def _shrunk(deviation: float, mass: float, merges: float, finer: float) -> float
     if estimate < _DISPERSION_FLOOR:
         return _DISPERSION_FLOOR
     return estimate if estimate < _DISPERSION_CEILING else _DISPERSION_CEILING
+
+
+def _trend_stretch(rate: float, slope: float, items: float) -> float:
+    """Mean time per item over the next ``items`` items over today's, the time per item changing by ``slope``.
+
+    Today's time per item is ``1 / rate``; it changes by ``slope`` seconds per item, until it reaches
+    _TREND_LIMIT times today's either way, then stays there.
+    """
+    if not slope or items <= 0.0:
+        return 1.0
+    cost = 1.0 / rate
+    limit = cost * _TREND_LIMIT if slope > 0.0 else cost / _TREND_LIMIT
+    reach = (limit - cost) / slope  # items until the limit (positive either way)
+    if items <= reach:
+        return 1.0 + 0.5 * slope * items * rate
+    return (reach * 0.5 * (cost + limit) + (items - reach) * limit) / items * rate
+
+
+def _trend_items(cost: float, slope: float, seconds: float) -> float:
+    """Items done in ``seconds`` from a time per item of ``cost`` changing by ``slope`` per item (limited)."""
+    if not slope:
+        return seconds / cost
+    limit = cost * _TREND_LIMIT if slope > 0.0 else cost / _TREND_LIMIT
+    reach = (limit - cost) / slope
+    taking = reach * 0.5 * (cost + limit)  # seconds until the limit
+    if seconds <= taking:
+        # solve cost * x + slope * x**2 / 2 = seconds, in the form that stays exact as slope -> 0
+        return 2.0 * seconds / (cost + _sqrt(cost * cost + 2.0 * slope * seconds))
+    return reach + (seconds - taking) / limit
 
 
 def _log_error(predicted: float, realised: float) -> float:
