@@ -106,8 +106,8 @@ _MIN_SCORED: Final = 3.0
 """Scored snapshots needed before another predictor may replace the adaptive one: one lucky score won't."""
 _LOSS_KEEP: Final = 1.0 - 1.0 / 8
 """Per-score decay of the predictors' errors: the last ~8 scores (about half an e-fold of elapsed time)."""
-_MAX_ERROR: Final = math.log(2.0)
-"""A score's error is at most that of a 2x miss: a stall (nothing done in a horizon) or a single huge item
+_MAX_ERROR: Final = math.log(3.0)
+"""A score's error is at most that of a 3x miss: a stall (nothing done in a horizon) or a single huge item
 would otherwise outweigh every other score for many scores, and it says little about which predictor is
 better, since every predictor missed it."""
 
