@@ -27,7 +27,13 @@ because a fast worker is done.
 *Shared queue* (some running worker reports no total of its own): today's rule, the job's remaining
 work over its ``throughput`` (the sum of the live, not stalled, workers' rates): 0 when nothing
 remains, else ``CEIL(remaining / throughput)`` when the throughput is positive and the result is at
-most ``MAX_COUNT``, else None; the reason is always None.
+most ``MAX_COUNT``, else None; the reason is always None. (A job's total is ``SUM(total)`` only when
+every worker reports one, so the store's own views reach this branch with no total and show no ETA, as
+before; the branch serves a caller that knows the job's total otherwise.)
+
+A worker's ``eta_seconds`` is taken as it sent it (the age of its last message is not subtracted), and
+``done``, ``total``, ``throughput`` are those of its row: the same staleness as the rates of the
+shared-queue rule.
 
 *Mixed units* (the caller's case): no remaining work and no ETA, reason None, whatever the shards say.
 """
