@@ -45,7 +45,7 @@ class CollectorCounters:
 
 
 class InFlightLimit:
-    """Answers 503 with Retry-After once ``limit`` requests are being served (``/healthz`` exempt).
+    """Answers 503 with Retry-After once ``limit`` requests are being served (probes and /metrics exempt).
 
     uvicorn's own ``--limit-concurrency`` answers 503 without Retry-After and counts idle keep-alive
     connections too, so this is the limit clients see; uvicorn's is a backstop set higher.
@@ -62,11 +62,12 @@ class InFlightLimit:
         self.in_flight = 0  # one event loop: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
+        if scope["type"] != "http" or scope["path"] in ("/healthz", "/readyz", "/metrics"):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
             self.counters.refused_busy += 1
+            scope["jobprogress.refusal"] = "busy"  # the metrics' reason (_metrics.REFUSAL_SCOPE_KEY)
             await refuse(
                 scope,
                 receive,

@@ -29,6 +29,7 @@ from jobprogress.errors import InvalidProgressError
 from jobprogress.server._body import BodyError, content_encoding, declared_length, drain, read_bounded
 from jobprogress.server._coalesce import WriteCoalescer
 from jobprogress.server._limits import CollectorCounters, store_unavailable
+from jobprogress.server._metrics import REFUSAL_SCOPE_KEY, CollectorMetrics
 from jobprogress.server._problems import (
     Refusal,
     check_query_text,
@@ -102,6 +103,7 @@ class Collector:
         max_body: int,
         max_batch: int,
         body_timeout: float,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self.writer = writer
         self.reader = reader
@@ -113,7 +115,8 @@ class Collector:
         self.openapi = _json_bytes(openapi_document(max_body=max_body, max_batch=max_batch))
         self.log_once = _LogOnce()
         self.counters = CollectorCounters()
-        self.coalescer = WriteCoalescer(writer.write)
+        self.metrics = metrics or CollectorMetrics()
+        self.coalescer = WriteCoalescer(self.metrics.timed_write(writer.write))
 
     async def _body(self, request: Request) -> bytes:
         if not _json_content(request.headers.getlist("content-type")):
@@ -159,6 +162,7 @@ class Collector:
             except Exception as exc:
                 # The store retries nothing itself: ask the worker to, after a pause.
                 self.counters.store_failures += 1
+                request.scope[REFUSAL_SCOPE_KEY] = "store_unavailable"
                 self.log_once(
                     f"write:{type(exc).__name__}",
                     "writing %d message(s) to the store failed, answering 503: %s: %s",
@@ -168,6 +172,8 @@ class Collector:
                 )
                 return store_unavailable()
         self.counters.accepted += len(messages)
+        if messages:
+            self.metrics.accepted_request(len(messages))
         return JSONResponse({"accepted": len(messages)})
 
     async def heartbeat(self, request: Request) -> Response:
@@ -239,5 +245,36 @@ class Collector:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    async def readyz(self, request: Request) -> Response:
+        return await ready(self.reader)
+
+    async def metrics_text(self, request: Request) -> Response:
+        return await metrics_response(self.metrics)
+
     async def openapi_json(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
+
+
+READY_TIMEOUT: Final = 5.0
+"""Seconds the store has to answer a readiness probe."""
+
+
+async def ready(reader: object) -> Response:
+    """200 when the store answers a query within :data:`READY_TIMEOUT`, else 503 (``GET /readyz``)."""
+    ping = getattr(reader, "ping", None)
+    probe: Callable[[], object] = ping if ping is not None else (lambda: reader.jobs(limit=1))  # type: ignore[attr-defined]
+    try:
+        with anyio.fail_after(READY_TIMEOUT):
+            await run_in_threadpool(probe)
+    except Exception as exc:
+        logger.warning("readiness: the store did not answer: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"status": "unavailable", "detail": "the progress store does not answer"}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics_response(metrics: CollectorMetrics) -> Response:
+    """The Prometheus text exposition (``GET /metrics``); the store is read on a worker thread."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    body = await run_in_threadpool(metrics.exposition)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

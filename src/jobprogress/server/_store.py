@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ class JobReader(Protocol):
     ) -> list[JobView]: ...
 
     def job(self, job_id: str) -> JobView | None: ...
+
+    def counts(self, *, kind: str | None = None) -> dict[str, int]: ...
+
+    def iter_jobs(self, *, status: list[str] | None = None, kind: str | None = None) -> Iterator[JobView]: ...
 
     def close(self) -> None: ...
 
@@ -87,6 +91,24 @@ class StoreReader:
     def job(self, job_id: str) -> JobView | None:
         store = self._open()
         return None if store is None else store.job(job_id)
+
+    def counts(self, *, kind: str | None = None) -> dict[str, int]:
+        """Jobs per state (``ProgressStore.counts``); every state 0 before the first write."""
+        from jobprogress._states import JOB_STATES
+
+        store = self._open()
+        return dict.fromkeys(JOB_STATES, 0) if store is None else store.counts(kind=kind)
+
+    def iter_jobs(self, *, status: list[str] | None = None, kind: str | None = None) -> Iterator[JobView]:
+        """``ProgressStore.iter_jobs``: jobs streamed in display order; none before the first write."""
+        store = self._open()
+        return iter(()) if store is None else store.iter_jobs(status=status, kind=kind)
+
+    def ping(self) -> None:
+        """Raises when the store does not answer (a missing SQLite file answers: it is created on write)."""
+        store = self._open()
+        if store is not None:
+            store.counts()
 
     def close(self) -> None:
         with self._lock:
