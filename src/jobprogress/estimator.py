@@ -3,7 +3,7 @@
 The reporter samples every live tracker a couple of times a second and feeds the samples here; the rate
 and ETA it reads back travel in progress messages. Throughput in real jobs is rarely steady: jobs warm
 up, slow down, stall, finish items in batches, or hit a few very slow items. The estimator is built
-from three parts, each answering one question:
+from four parts, each answering one question:
 
 1. **How much history describes the current regime?** Samples go into an exponential histogram:
    buckets of 1, 2, 4, ... samples, at most two per size, so the last ~17 minutes of half-second
@@ -28,6 +28,18 @@ from three parts, each answering one question:
    observed. The adaptive rate stands unless another predictor has predicted better; then that one is
    blended in, with a weight that grows with how many standard errors its advantage amounts to (a
    paired comparison of errors, as in the Diebold-Mariano test), so a lucky score cannot take over.
+   Errors are absolute log ratios capped at a 3x miss, so the one horizon in which a stall or a single
+   huge item (a 45 MB file in a tree of small ones) made every predictor miss badly does not decide the
+   ranking for the many scores after it.
+4. **Is the pace itself drifting?** Jobs often slow down or speed up steadily (the files get bigger,
+   the cache warms, a queue drains), and then the remaining work will not go at today's pace, however
+   well today's pace is measured. At each snapshot the estimator compares the time per item over the
+   last quarter of the run with the quarter before it: the difference over the items between them is
+   a slope, in seconds per item per item. That trend is scored like the predictors (the adaptive rate
+   bent by the slope against the adaptive rate alone), and where it has predicted better, by at least
+   _TREND_CONFIDENT standard errors for full weight, :meth:`~ThroughputEstimator.eta` extrapolates the
+   time per item linearly over the remaining items (within 4x of today's either way) instead of
+   assuming today's. :meth:`~ThroughputEstimator.rate` stays today's throughput.
 
 Finally the ETA is measured from the last completion rather than from the last sample: after a batch
 lands, the next one is expected one batch interval later, so the time since the last completion
@@ -50,7 +62,9 @@ between calls rather than recomputed (``bench/estimator_cost.py`` measures it):
 Walked on every read instead (``_REFRESH_SHARE = 0``), the rate is the one computed from scratch, to
 the last bit; the tests hold the caches to that.
 
-All state is a few small arrays of bounded size (under 2 KB in all, by ``sys.getsizeof``). There is no
+All state is a few small arrays of bounded size (under 2 KB in all, by ``sys.getsizeof``; the ring of
+predictions is single precision to keep it so). ``docs/estimator.md`` describes the method for users, with
+its accuracy per workload against tqdm and rich (``bench/eta_general.py``). There is no
 clock and no thread here, so it runs the same on a simulated clock.
 """
 
@@ -476,11 +490,12 @@ class ThroughputEstimator:
     # ---------------------------------------------------------------------------------------- output
 
     def rate(self) -> float | None:
-        """Throughput in items per second: the rate the ETA assumes for the rest of the work.
+        """Throughput in items per second: the rate the ETA assumes for the work ahead, at today's pace.
 
         Mostly the current regime's rate; where the job's history shows that another horizon has
         predicted its progress better (say, the whole run, for a rate that keeps swinging back and
-        forth), partly or wholly that horizon's rate.
+        forth), partly or wholly that horizon's rate. (A steady drift of the pace is not in it: see
+        :meth:`eta`.)
 
         Returns:
             ``None`` until two samples with different times have been observed, then the rate
@@ -518,6 +533,10 @@ class ThroughputEstimator:
 
         Args:
             total: the item count at which the work is complete.
+
+        Where the time per item has been drifting steadily and saying so has predicted this job's
+        progress better than the rate alone, the drift is extrapolated over the remaining items, so the
+        ETA is then not quite ``(total - done) / rate()``.
 
         Returns:
             ``0.0`` once ``done >= total``; ``None`` while the rate is unknown or zero.
