@@ -21,6 +21,7 @@ from ._render import job_detail, jobs_table, plain_console
 from ._safe import scrub
 from ._schema import schema
 from ._source import DEFAULT_DB, JobSource, SourceError
+from ._web import web
 
 if TYPE_CHECKING:
     from jobprogress.store.views import JobView
@@ -303,6 +304,7 @@ def watch(
 
 cli.add_command(outbox)
 cli.add_command(schema)
+cli.add_command(web)
 
 
 @cli.command()
@@ -321,6 +323,13 @@ cli.add_command(schema)
     default=None,
     help="Answer 503 with Retry-After beyond this many requests in flight.",
 )
+@click.option(
+    "--read-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File holding a second token that may read (/jobs, /metrics, GET /v1/jobs) but not write.",
+)
+@click.option("--open", "open_read", is_flag=True, help="Serve /jobs and /metrics to all, without a token.")
 def serve(
     db_url: str,
     stall_after: float,
@@ -328,6 +337,8 @@ def serve(
     port: int,
     token_file: str | None,
     limit_concurrency: int | None,
+    read_token_file: str | None,
+    open_read: bool,
 ) -> None:
     """Run the HTTP collector: workers POST progress to it, it writes to --db and serves the Jobs API."""
     from jobprogress.errors import JobProgressError
@@ -342,6 +353,8 @@ def serve(
         "token_file": token_file,
         "limit_concurrency": limit_concurrency,
         "stall_after": stall_after,  # the collector's Jobs API judges liveness too
+        "read_token_file": read_token_file,
+        "open_read": open_read,
     }
     try:
         run_server(db_url, **options)

@@ -17,17 +17,19 @@ from typing import TYPE_CHECKING
 from jobprogress._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from .app import create_app
+    from .app import create_app, create_web_app
     from .openapi import openapi_document
-    from .runner import read_token_file, serve
+    from .runner import read_token_file, serve, serve_web
 
-__all__ = ["create_app", "openapi_document", "read_token_file", "serve"]
+__all__ = ["create_app", "create_web_app", "openapi_document", "read_token_file", "serve", "serve_web"]
 
 _LAZY = {
     "create_app": "jobprogress.server.app",
+    "create_web_app": "jobprogress.server.app",
     "openapi_document": "jobprogress.server.openapi",
     "read_token_file": "jobprogress.server.runner",
     "serve": "jobprogress.server.runner",
+    "serve_web": "jobprogress.server.runner",
 }
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "RedactQueryCredentials",
     "read_token_file",
     "serve",
+    "serve_web",
 ]
 
 logger = logging.getLogger("jobprogress.server")
@@ -57,6 +58,9 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         logger.warning("token file %s is readable by other users; chmod 600 it", token_path)
     return token
+
+
+_token_in = read_token_file
 
 
 def _with_prefix(db_url: str, table_prefix: str) -> str:
@@ -112,6 +116,8 @@ def serve(
     access_log: bool = True,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    read_token_file: str | os.PathLike[str] | None = None,
+    open_read: bool = False,
 ) -> None:
     """Run the collector in the foreground until SIGINT or SIGTERM (what ``jobprogress serve`` calls).
 
@@ -131,6 +137,9 @@ def serve(
         access_log: Whether uvicorn logs each request (credential-like query values are redacted).
         ssl_certfile: PEM certificate to serve HTTPS directly.
         ssl_keyfile: PEM private key for ``ssl_certfile``.
+        read_token_file: File holding a second token that may read (``/jobs``, ``/metrics``,
+            ``GET /v1/jobs``) but not write.
+        open_read: Serve ``/jobs`` and ``/metrics`` to everyone without a token.
 
     Raises:
         ConfigurationError: no token file, a missing or empty one, or invalid limits.
@@ -138,7 +147,8 @@ def serve(
     """
     if token_file is None:
         raise ConfigurationError("the collector needs --token-file PATH holding its bearer token")
-    token = read_token_file(token_file)
+    token = _token_in(token_file)  # (the parameter read_token_file hides the function's name here)
+    read_token = None if read_token_file is None else _read_token(read_token_file, token)
     if limit_concurrency is not None and (not isinstance(limit_concurrency, int) or limit_concurrency < 1):
         raise ConfigurationError(f"limit_concurrency must be a positive int, got {limit_concurrency!r}")
     if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -160,6 +170,8 @@ def serve(
         max_in_flight=in_flight,
         table_prefix=table_prefix,
         body_timeout=body_timeout,
+        read_token=read_token,
+        open_read=open_read,
     )
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(existing, RedactQueryCredentials) for existing in access.filters):
@@ -184,4 +196,81 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=15,  # longer than the http sink keeps idle connections (4 s)
+    )
+
+
+def _read_token(path: str | os.PathLike[str], token: str | None) -> str:
+    read_token = _token_in(path)
+    if token is not None and read_token == token:
+        raise ConfigurationError("the read token must differ from the bearer token (it cannot write)")
+    return read_token
+
+
+def serve_web(
+    db_url: str,
+    host: str = "127.0.0.1",
+    port: int = 8788,
+    read_token_file: str | os.PathLike[str] | None = None,
+    *,
+    open_read: bool = False,
+    stall_after: float = 30.0,
+    table_prefix: str = "cf_",
+    log_level: str = "info",
+    access_log: bool = True,
+) -> None:
+    """Serve the Jobs pages of a store that has no collector (what ``jobprogress web`` calls).
+
+    Args:
+        db_url: SQLAlchemy URL of the progress store, read only.
+        host: Address to bind (default loopback only).
+        port: TCP port.
+        read_token_file: File holding the token readers send (Basic password or bearer).
+        open_read: Serve everyone without a token; must be asked for instead of ``read_token_file``.
+        stall_after: Seconds without a message (lost) or without progress (stalled).
+        table_prefix: Prefix of the store's tables.
+        log_level: uvicorn's log level.
+        access_log: Whether uvicorn logs each request.
+
+    Raises:
+        ConfigurationError: neither a token file nor ``open_read`` (or both), or a bad token file.
+        MissingExtraError: the ``server`` extra is not installed.
+    """
+    if (read_token_file is None) == (not open_read):
+        raise ConfigurationError(
+            "jobprogress web needs --read-token-file PATH, or --open to serve everyone without a token"
+            if read_token_file is None
+            else "give --read-token-file or --open, not both"
+        )
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port must be between 0 and 65535, got {port!r}")
+    read_token = None if read_token_file is None else _read_token(read_token_file, None)
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingExtraError("the Jobs pages (jobprogress web)", "server", "uvicorn") from exc
+    from jobprogress.server.app import create_web_app
+
+    app = create_web_app(
+        db_url, read_token=read_token, open_read=open_read, stall_after=stall_after, table_prefix=table_prefix
+    )
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, RedactQueryCredentials) for existing in access.filters):
+        access.addFilter(RedactQueryCredentials())
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "binding %s: %s; put a TLS proxy in front",
+            host,
+            "anyone who can reach it reads every job"
+            if open_read
+            else "the read token crosses in clear text",
+        )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
     )
