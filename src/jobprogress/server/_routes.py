@@ -261,8 +261,9 @@ READY_TIMEOUT: Final = 5.0
 
 async def ready(reader: object) -> Response:
     """200 when the store answers a query within :data:`READY_TIMEOUT`, else 503 (``GET /readyz``)."""
-    ping = getattr(reader, "ping", None)
-    probe: Callable[[], object] = ping if ping is not None else (lambda: reader.jobs(limit=1))  # type: ignore[attr-defined]
+    probe: Callable[[], object] | None = getattr(reader, "ping", None) or getattr(reader, "counts", None)
+    if probe is None:
+        probe = lambda: reader.jobs(limit=1)  # type: ignore[attr-defined]  # noqa: E731
     try:
         with anyio.fail_after(READY_TIMEOUT):
             await run_in_threadpool(probe)
