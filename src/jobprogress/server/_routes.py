@@ -255,6 +255,8 @@ class Collector:
         return Response(self.openapi, media_type="application/json")
 
 
+METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+"""The text format every Prometheus version scrapes (newer clients label the same text 1.0.0)."""
 READY_TIMEOUT: Final = 5.0
 """Seconds the store has to answer a readiness probe."""
 
@@ -275,7 +277,5 @@ async def ready(reader: object) -> Response:
 
 async def metrics_response(metrics: CollectorMetrics) -> Response:
     """The Prometheus text exposition (``GET /metrics``); the store is read on a worker thread."""
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     body = await run_in_threadpool(metrics.exposition)
-    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
