@@ -147,7 +147,10 @@ def _paths(payload: Mapping[str, Any] | None) -> int | None:
 def progress_line(view: JobView | WorkerView) -> str:
     """The progress line of DESIGN §6 for this view's kind (see the module docstring)."""
     parts: list[str] = []
-    if view.kind == "schema_eval":
+    workers = getattr(view, "workers", None)
+    if view.done is None and workers is not None and all(worker.done is None for worker in workers):
+        parts.append("no progress yet")  # not "mixed units": no worker reported any
+    elif view.kind == "schema_eval":
         paths = _paths(view.payload)
         if paths is not None:
             parts += [f"{human_count(paths)} paths analysed", amount(view.done, view.total, view.unit)]
