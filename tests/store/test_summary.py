@@ -1,0 +1,180 @@
+"""``{prefix}job_summary`` (schema 4): migrated from the release before, and the plans it makes flat.
+
+The plan tests read ``EXPLAIN`` of every read shape: a page, a filtered page, several states, a kind,
+the streamed display order, one job and the counts never scan ``{prefix}job_progress``; pages walk an
+index of the summary in their order (no sort of the whole list). Postgres plans a small table with
+sequential scans whatever its indexes, so the Postgres test sets ``enable_seqscan = off``: what it
+checks is that an index path exists for each shape, not the planner's choice on a tiny table (the
+planner's choices at 10,000 and 100,000 jobs are printed by ``bench/jobs_read_plans.py``, and in
+``docs/user-guide.md``, "Read side at scale").
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from _store_support import StoreClock, StoreTarget, backend_params, envelope, heartbeat
+from jobprogress.store import ProgressStore, StoreWriter
+from jobprogress.store.schema import SCHEMA_VERSION, tables_for
+
+
+def _write_mix(writer: StoreWriter, clock: StoreClock, jobs: int = 30) -> None:
+    for index in range(jobs):
+        clock.advance(1.0)
+        status = ("running", "failed", "succeeded", "cancelled")[index % 4]
+        messages = [
+            heartbeat(1, job=f"job-{index:03d}", worker=f"w{worker}", kind=("scan", "parse")[index % 2],
+                      progress=envelope(index + worker))
+            for worker in range(2)
+        ]  # fmt: skip
+        if status != "running":
+            messages.append(heartbeat(2, status, job=f"job-{index:03d}", worker="w1", error="boom"))
+        writer.write(messages)
+
+
+@pytest.mark.parametrize("store_target", backend_params(), indirect=True)
+def test_a_version_3_store_is_read_then_migrated_and_backfilled(store_target: StoreTarget) -> None:
+    import sqlalchemy as sa
+
+    clock = StoreClock()
+    with StoreWriter(store_target.url, clock=clock) as writer:
+        _write_mix(writer, clock)
+    with ProgressStore(store_target.url, clock=clock) as store:
+        before = store.jobs()
+        counts = store.counts()
+    engine = store_target.engine()
+    tables = tables_for("cf_")
+    with engine.begin() as connection:  # what the release before wrote: no summary, version 3
+        connection.execute(sa.text("DROP TABLE cf_job_summary"))
+        connection.execute(sa.update(tables.version).values(version=3))
+    with ProgressStore(store_target.url, clock=clock) as store:
+        # Read by grouping the progress rows until a writer of this release migrates the tables.
+        assert store.jobs() == before
+        assert store.jobs(status="failed", limit=3) == [job for job in before if job.state == "failed"][:3]
+        assert store.counts() == counts
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def start(index: int) -> None:
+        try:
+            with StoreWriter(
+                store_target.url, clock=clock, busy_timeout=5 + index, lock_timeout=5 + index
+            ) as w:
+                barrier.wait()
+                w.write([heartbeat(5, job="late", worker=f"w{index}", progress=envelope(index))])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(tables.version.c.version)).scalar_one() == SCHEMA_VERSION == 4
+        summary = {row.job_id: row for row in connection.execute(sa.select(tables.summary))}
+    engine.dispose()
+    assert set(summary) == {job.job_id for job in before} | {"late"}  # backfilled, then refreshed
+    assert summary["late"].workers == 3
+    assert summary["job-001"].status == "failed"
+    with ProgressStore(store_target.url, clock=clock) as store:
+        assert [job for job in store.jobs() if job.job_id != "late"] == before
+        assert store.counts()["running"] == counts["running"] + 1
+
+
+def _shapes(store: ProgressStore) -> dict[str, Any]:
+    pages = store._pages
+    page: dict[str, Any] = {"job_id": None, "statuses": None, "kinds": None, "active_within": None}
+    return {
+        "page": pages.statement(**page, limit=500, offset=0),
+        "failed page": pages.statement(**{**page, "statuses": ["failed"]}, limit=50, offset=0),
+        "lost page": pages.statement(**{**page, "statuses": ["lost"]}, limit=50, offset=0),
+        "actionable page": pages.statement(
+            **{**page, "statuses": ["failed", "lost", "stalled"]}, limit=1000, offset=0
+        ),
+        "kind page": pages.statement(**{**page, "kinds": ["scan"]}, limit=50, offset=0),
+        "streamed page": pages.statement(**page, limit=20, offset=0, streamed=True),
+        "one job": pages.statement(**{**page, "job_id": "job-00001"}, limit=None, offset=0),
+        "counts": pages.counts(kinds=None, active_within=None),
+    }
+
+
+def _fill(url: str, jobs: int = 400) -> None:
+    clock = StoreClock()
+    with StoreWriter(url, clock=clock) as writer:
+        writer.write(
+            [
+                heartbeat(
+                    1,
+                    "failed" if job % 100 == 0 and worker == 0 else "running",
+                    job=f"job-{job:05d}",
+                    worker=f"w{worker}",
+                    kind=("scan", "parse")[job % 2],
+                    progress=envelope(job),
+                )
+                for job in range(jobs)
+                for worker in range(4)
+            ]
+        )
+
+
+def _plans(store_target: StoreTarget, setup: list[str]) -> dict[str, str]:
+
+    _fill(store_target.url)
+    with ProgressStore(store_target.url) as store:
+        store.jobs(limit=1)  # reads the schema version: the summary path
+        shapes = _shapes(store)
+    engine = store_target.engine()
+    postgres = store_target.backend == "postgres"
+    plans = {}
+    with engine.connect() as connection:
+        for statement in setup:
+            connection.exec_driver_sql(statement)
+        for name, statement in shapes.items():
+            bound = statement.params(store_now=1.9e9, cutoff=1.9e9 - 30)
+            sql = str(bound.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+            explain = "EXPLAIN (COSTS OFF) " if postgres else "EXPLAIN QUERY PLAN "
+            plans[name] = "\n".join(
+                str(row[0] if postgres else row[-1]) for row in connection.exec_driver_sql(explain + sql)
+            )
+    engine.dispose()
+    return plans
+
+
+@pytest.mark.parametrize("store_target", backend_params("sqlite"), indirect=True)
+def test_sqlite_plans_never_scan_the_progress_table(store_target: StoreTarget) -> None:
+    plans = _plans(store_target, [])
+    for name, plan in plans.items():
+        assert "SCAN cf_job_progress" not in plan, (name, plan)
+        assert "SCAN cf_job_summary\n" not in plan + "\n", (name, plan)  # a bare scan: no index
+    for name in ("page", "failed page", "kind page"):
+        # The page's order is the index's: no sort of the summary.
+        assert "USING INDEX ix_cf_job_summary_" in plans[name], (name, plans[name])
+        assert "TEMP B-TREE" not in plans[name], (name, plans[name])
+    # Lost jobs: a range of the liveness index (only the lost ones are read, then sorted).
+    assert "ix_cf_job_summary_liveness (status=? AND running_seen<?)" in plans["lost page"]
+    assert "SEARCH cf_job_progress USING PRIMARY KEY (job_id=?)" in plans["page"]
+    assert "USING COVERING INDEX ix_cf_job_summary_liveness" in plans["counts"]
+
+
+@pytest.mark.parametrize("store_target", backend_params("postgres"), indirect=True)
+def test_postgres_plans_never_scan_the_progress_table(store_target: StoreTarget) -> None:
+    # On 1,600 rows every path is cheap and the planner may read the whole table; with sequential
+    # scans, hash and merge joins off it must show an index path for each shape, if there is one.
+    setup = ["ANALYZE", "SET enable_seqscan = off", "SET enable_hashjoin = off", "SET enable_mergejoin = off"]
+    plans = _plans(store_target, setup)
+    for name, plan in plans.items():
+        lines = plan.splitlines()
+        assert "Seq Scan" not in plan, (name, plan)
+        for index, line in enumerate(lines):
+            if " on cf_job_progress" in line:  # read by key, never whole
+                assert "Index Cond: ((job_id)::text = " in lines[index + 1], (name, plan)
+    assert " on cf_job_progress" in plans["page"]
+    for name in ("page", "kind page"):
+        assert "Index Scan using ix_cf_job_summary_" in plans[name], (name, plans[name])
+        assert "Sort" not in plans[name].split("Limit", 1)[1], (name, plans[name])
+    assert "ix_cf_job_summary_liveness" in plans["counts"]
