@@ -41,6 +41,13 @@ _ERROR_SCHEMA: Final = {
 }
 
 
+_STATUS_SCHEMA: Final = {
+    "type": "object",
+    "properties": {"status": {"type": "string"}, "detail": {"type": "string"}},
+    "required": ["status"],
+}
+
+
 def _error(description: str, *, retry_after: bool = False, authenticate: bool = False) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
@@ -156,6 +163,44 @@ def _build(max_body: int, max_batch: int) -> dict[str, Any]:
                                 }
                             },
                         }
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: whether the progress store answers a query (no authentication).",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "The store answered.",
+                            "content": {"application/json": {"schema": _STATUS_SCHEMA}},
+                        },
+                        "503": {
+                            "description": "The store did not answer within 5 s.",
+                            "content": {"application/json": {"schema": _STATUS_SCHEMA}},
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "The collector's metrics in the Prometheus text format.",
+                    "description": (
+                        "Needs the bearer token or the read token (Prometheus: `authorization: "
+                        "{credentials_file: …}`), unless the collector runs with --open."
+                    ),
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format 0.0.4.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": {
+                            "description": "Missing or wrong token.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                        },
+                        "503": _error("Too busy; retry after the stated time.", retry_after=True),
                     },
                 }
             },
