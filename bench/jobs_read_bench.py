@@ -1,15 +1,22 @@
 """The Jobs read side of issue 12 over N jobs x 4 workers, on SQLite and Postgres, in one run.
 
-Measures the figures of the issue's table: ``jobs(limit=500)``, the whole ``jobs()`` list,
+Measures every row of the issue's table: ``jobs(limit=500)``, the whole ``jobs()`` list,
 ``jobs(status="failed", limit=50)`` with 1% failed, ``counts()``, ``jobprogress jobs --limit 20``
 wall time (process start included), ``jobprogress jobs --json`` peak RSS over an empty store's, and a
-``watch`` page refresh (``JobSource.page(size=500)``). Backends are interleaved round by round, and
-each figure is reported as min-max over the rounds, since the machine is shared. Prints, asserts nothing.
+``watch`` page refresh (``JobSource.page(size=500)``, what ``watch`` polls), each next to its target.
+The in-run anchor is the read side before ``{prefix}job_summary``: every progress row read and folded
+in Python (the reference of ``tests/store/test_read_property.py``). The writer's throughput is measured
+too (loading, and steady batches of 400 progress updates), since the writer now keeps the summary.
+Backends are interleaved round by round, and each figure is reported as min-max over the rounds,
+since the machine is shared. Prints, asserts nothing.
+
+The same script measures the code before the summary: run it with ``PYTHONPATH`` pointing at an
+older ``src`` (``git archive <commit> src | tar -x -C /tmp/before``).
 
 Usage::
 
     JOBPROGRESS_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-        python bench/jobs_read_bench.py --jobs 10000 --rounds 5
+        python bench/jobs_read_bench.py --jobs 10000 --rounds 3
 """
 
 from __future__ import annotations
@@ -30,11 +37,32 @@ from typing import Any
 _CLI = [sys.executable, "-m", "jobprogress.cli"]
 
 
-def _populate(url: str, jobs: int, workers: int) -> None:
+_TARGETS = {
+    # figure: (10k x 4, 100k x 4)
+    "jobs(limit=500) ms": (20.0, 50.0),
+    "jobs() whole ms": (250.0, 2500.0),
+    "jobs(failed, 50) ms": (10.0, 20.0),
+    "counts() ms": (20.0, 60.0),
+    "watch page ms": (50.0, 80.0),
+    "cli --limit 20 s": (0.4, 0.5),
+    "cli --json RSS growth MB": (40.0, 40.0),
+}
+
+
+def _target(key: str, jobs: int) -> str:
+    if key not in _TARGETS:
+        return ""
+    small, large = _TARGETS[key]
+    return f"<= {small if jobs <= 10_000 else large:g}"
+
+
+def _populate(url: str, jobs: int, workers: int) -> float:
+    """Fill the store; returns the writer's messages per second."""
     from jobprogress.envelope import Heartbeat, JobProgressEnvelope
     from jobprogress.store import StoreWriter
 
     now = datetime.now(timezone.utc)
+    start = time.perf_counter()
     with StoreWriter(url) as writer:
         batch: list[Heartbeat] = []
         for job in range(jobs):
@@ -49,7 +77,7 @@ def _populate(url: str, jobs: int, workers: int) -> None:
                     Heartbeat(
                         job_id=f"job-{job:06d}",
                         worker_id=f"host-{worker}:{1000 + worker}",
-                        run_id=uuid.uuid4().hex,
+                        run_id=f"run-{job}-{worker}",
                         seq=1,
                         status=status,
                         kind=("scan", "parse", "backtest", "schema_eval")[job % 4],
@@ -69,6 +97,73 @@ def _populate(url: str, jobs: int, workers: int) -> None:
                     writer.write(batch)
                     batch = []
         writer.write(batch)
+    return jobs * workers / (time.perf_counter() - start)
+
+
+def _steady_writes(url: str, jobs: int, workers: int, batches: int = 20) -> float:
+    """Messages per second of batches of 400 progress updates to running jobs' existing rows.
+
+    Five groups of 100 running jobs take turns, as a collector's batches would; a first pass lets the
+    writer learn their runs, so the timed batches are the steady state (no attempt lookups).
+    """
+    from jobprogress.envelope import JobProgressEnvelope, ProgressUpdate
+    from jobprogress.store import StoreWriter
+
+    now = datetime.now(timezone.utc)
+    running = [job for job in range(jobs) if job % 3 == 0 and job % 100][:500]
+    groups = [running[start : start + 400 // workers] for start in range(0, len(running), 400 // workers)]
+
+    def batch(group: list[int], seq: int) -> list[ProgressUpdate]:
+        return [
+            ProgressUpdate(
+                job_id=f"job-{job:06d}",
+                worker_id=f"host-{worker}:{1000 + worker}",
+                run_id=f"run-{job}-{worker}",
+                seq=seq,
+                progress=JobProgressEnvelope(
+                    items_done=seq, items_total=100_000, unit="files" if job % 7 else "rows", updated_at=now
+                ),
+            )
+            for job in group
+            for worker in range(workers)
+        ]
+
+    with StoreWriter(url) as writer:
+        for group in groups:
+            writer.write(batch(group, 2))
+        start = time.perf_counter()
+        for step in range(batches):
+            writer.write(batch(groups[step % len(groups)], 3 + step))
+        return batches * 400 / (time.perf_counter() - start)
+
+
+def _reference_fold(store: Any) -> int:
+    """The read side before the summary: every progress row read, judged and folded in Python."""
+    import sqlalchemy as sa
+
+    from jobprogress.store._aggregate import WORKER_COLUMNS, fold
+
+    cutoff = time.time() - store.stall_after
+    with store._engine().connect() as connection:
+        rows = connection.execute(sa.text(f"SELECT {', '.join(WORKER_COLUMNS)} FROM cf_job_progress")).all()
+    newest: dict[str, int] = {}
+    for row in rows:
+        newest[row.job_id] = max(newest.get(row.job_id, 0), row.attempt)
+    flagged = [
+        (
+            *row,
+            int(row.status == "running" and row.seen_at is not None and row.seen_at < cutoff),
+            int(
+                row.status == "running"
+                and row.seen_at is not None
+                and row.progressed_at is not None
+                and row.seen_at >= cutoff > row.progressed_at
+            ),
+        )
+        for row in rows
+        if row.attempt == newest[row.job_id]
+    ]
+    return len(fold(flagged)[0])
 
 
 def _ms(call: Callable[[], Any], repeat: int) -> float:
@@ -116,6 +211,7 @@ def _measure(url: str, empty_url: str, repeat: int) -> dict[str, float]:
         figures["jobs() whole ms"] = _ms(store.jobs, max(1, repeat // 3))
         figures["jobs(failed, 50) ms"] = _ms(lambda: store.jobs(status="failed", limit=50), repeat)
         figures["counts() ms"] = _ms(store.counts, repeat)
+        figures["anchor: fold of every row ms"] = _ms(lambda: _reference_fold(store), max(1, repeat // 3))
     with JobSource(url) as source:
         figures["watch page ms"] = _ms(lambda: source.page(size=500), repeat)
     figures["cli --limit 20 s"] = _cli_wall(url, "--limit", "20")
@@ -125,7 +221,7 @@ def _measure(url: str, empty_url: str, repeat: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs (100,000 uses the larger targets)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the backends")
     parser.add_argument("--repeat", type=int, default=9, help="calls per in-process figure (median)")
@@ -146,17 +242,19 @@ def main(argv: list[str] | None = None) -> int:
             schemas.append(schema)
             url = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
             (targets if role == "jobs" else empties)["postgres"] = url
+    writes: dict[str, tuple[float, float]] = {}
     try:
         for name, url in targets.items():
             start = time.perf_counter()
-            _populate(url, options.jobs, options.workers)
+            loading = _populate(url, options.jobs, options.workers)
+            writes[name] = (loading, _steady_writes(url, options.jobs, options.workers))
             _populate(empties[name], 1, 1)
             if name == "postgres":
                 import sqlalchemy as sa
 
                 engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
                 with engine.begin() as connection:
-                    connection.execute(sa.text("ANALYZE cf_job_progress"))
+                    connection.execute(sa.text("ANALYZE"))
                 engine.dispose()
             print(
                 f"{name}: loaded {options.jobs:,} x {options.workers} in {time.perf_counter() - start:.1f} s"
@@ -170,10 +268,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{options.rounds} interleaved rounds (min-max)"
         )
         for name, results in rounds.items():
-            print(f"  {name}")
+            print(
+                f"  {name}: writer {writes[name][0]:,.0f} msg/s loading, {writes[name][1]:,.0f} msg/s steady"
+            )
+            print(f"    {'figure':30} {'min':>9}   {'max':>9}  target")
             for key in results[0]:
                 values = [result[key] for result in results]
-                print(f"    {key:28} {min(values):9.3f} - {max(values):9.3f}")
+                print(f"    {key:30} {min(values):9.3f} - {max(values):9.3f}  {_target(key, options.jobs)}")
         print(f"  (bench process max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     finally:
         if schemas and pg:

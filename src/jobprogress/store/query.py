@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUS_FILTERS", "ProgressStore"]
 
+_CACHE_JOBS = 20_000
+"""Jobs whose last folded rows and view a store keeps, so unchanged jobs are not folded again."""
+
 
 def _names(what: str, value: str | Iterable[str] | None, allowed: tuple[str, ...] | None) -> list[str] | None:
     if value is None:
@@ -350,7 +353,14 @@ class ProgressStore:
             rows = self._rows(statement_for)
             if by_attempt:
                 return fold_attempts(rows)
-            views, self._views = fold(rows, self._views)
+            views, fresh = fold(rows, self._views)
+            # Keep the other queries' jobs too: a view polling a page and the actionable jobs
+            # alternates two queries, and each would otherwise evict the other's views. Bounded: a
+            # cache that would outgrow _CACHE_JOBS restarts from this call's jobs.
+            if len(self._views) + len(fresh) <= _CACHE_JOBS:
+                self._views.update(fresh)
+            else:
+                self._views = fresh
             return views
 
     def _rows(self, statement_for: Callable[[bool], Select[Any]]) -> list[tuple[Any, ...]]:
