@@ -16,14 +16,15 @@ from _store_support import (
     store_target_fixture,  # noqa: F401  (the store_target fixture)
     update,
 )
+from jobprogress.envelope import JobProgressEnvelope
 from jobprogress.store import ProgressStore, StoreWriter
 from jobprogress.store.schema import SCHEMA_VERSION, tables_for
 
 pytestmark = pytest.mark.parametrize("store_target", backend_params(), indirect=True)
 
 _FIELDS = (
-    "state", "kind", "unit", "done", "total", "throughput", "eta_seconds", "status", "stalled", "lost",
-    "error", "payload", "attempt",
+    "state", "kind", "unit", "done", "total", "throughput", "eta_seconds", "eta_reason", "status", "stalled",
+    "lost", "error", "payload", "attempt",
 )  # fmt: skip
 
 
@@ -44,6 +45,10 @@ def _view_rows(target: StoreTarget, prefix: str = "cf_") -> dict[str, dict[str, 
     return {row["job_id"]: row for row in rows}
 
 
+def _own_eta(seconds: int) -> JobProgressEnvelope:
+    return envelope(10, 100, throughput=3.0).model_copy(update={"eta_seconds": seconds})
+
+
 def _write_mix(writer: StoreWriter) -> None:
     writer.write(
         [
@@ -52,6 +57,14 @@ def _write_mix(writer: StoreWriter) -> None:
             heartbeat(1, job="sum", worker="w1", progress=envelope(3, 10, payload={"a": 1})),
             heartbeat(1, job="sum", worker="w2", progress=envelope(4, None, throughput=1.5)),
             heartbeat(1, job="eta", progress=envelope(10, 100, throughput=3.0)),
+            # Shards: the slowest unfinished one's time (50 s; over the summed rate it would be 35 s),
+            # a worker's own ETA, a finished shard, a shard with no rate yet.
+            heartbeat(1, job="shards", worker="w1", progress=envelope(10, 100, throughput=3.0)),
+            heartbeat(1, job="shards", worker="w2", progress=envelope(50, 100, throughput=1.0)),
+            heartbeat(1, job="own-eta", worker="w1", progress=_own_eta(70)),
+            heartbeat(1, job="own-eta", worker="w2", progress=envelope(100, 100, throughput=0.5)),
+            heartbeat(1, job="no-rate", worker="w1", progress=envelope(10, 100, throughput=3.0)),
+            heartbeat(1, job="no-rate", worker="w2", progress=envelope(5, 100, throughput=None)),
             heartbeat(1, "failed", job="broke", worker="w1", kind="etl", error="boom"),
             heartbeat(1, "succeeded", job="broke", worker="w2", kind="etl", progress=envelope(5, 5)),
             heartbeat(1, "cancelled", job="stopped", kind="a"),
@@ -61,8 +74,13 @@ def _write_mix(writer: StoreWriter) -> None:
 
 
 def test_the_view_shows_what_the_read_side_shows(store_target: StoreTarget) -> None:
+    import time
+
     with StoreWriter(store_target.url) as writer:
         _write_mix(writer)
+        writer.write([heartbeat(1, job="lost-shard", worker="w2", progress=envelope(5, 100))])
+    with StoreWriter(store_target.url, clock=lambda: time.time() - 100) as old:  # silent for 100 s
+        old.write([heartbeat(1, job="lost-shard", worker="w1", progress=envelope(5, 100))])
     with ProgressStore(store_target.url) as store:
         jobs = store.jobs()
     rows = _view_rows(store_target)
@@ -77,6 +95,14 @@ def test_the_view_shows_what_the_read_side_shows(store_target: StoreTarget) -> N
         assert job.updated_at is not None
         assert abs((stamp - job.updated_at).total_seconds()) < 0.002
         assert rows[job.job_id]["workers"] == len(job.workers)
+    # The sharded-job rule of store/_eta.py, in the view's SQL.
+    assert [rows[job]["eta_seconds"] for job in ("shards", "own-eta", "no-rate", "lost-shard")] == [
+        50,
+        70,
+        None,
+        None,
+    ]
+    assert rows["lost-shard"]["eta_reason"] == "waiting on a lost worker"
 
 
 def test_a_version_2_store_is_migrated_when_several_processes_start(store_target: StoreTarget) -> None:

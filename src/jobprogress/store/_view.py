@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from jobprogress._states import CANCELLED, FAILED, LOST, RUNNING, STALLED, SUCCEEDED
+from jobprogress._states import CANCELLED, FAILED, LOST, MAX_COUNT, RUNNING, STALLED, SUCCEEDED
 
 from ._engine import now_sql
+from ._eta import LOST_REASON, STALLED_REASON
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -64,6 +65,10 @@ def jobs_view_sql(tables: StoreTables, dialect: str) -> str:
         )
 
     mixed = "COUNT(DISTINCT r.unit) > 1"
+    # The sharded-job ETA of _eta.job_eta: a running worker with a total of its own is a shard,
+    # unfinished while done < total; flagged is 1 for a lost or stalled worker (NULLs flag nothing).
+    unfinished = f"({running} AND r.total IS NOT NULL AND COALESCE(r.done, 0) < r.total)"
+    flagged = f"(CASE WHEN {lost} THEN 1 WHEN {stalled} THEN 1 ELSE 0 END)"
     aggregated = f"""
 SELECT r.job_id AS job_id,
        MAX(r.attempt) AS attempt,
@@ -82,6 +87,16 @@ SELECT r.job_id AS job_id,
        SUM(CASE WHEN {running} THEN 1 ELSE 0 END) AS running_workers,
        SUM(CASE WHEN {lost} THEN 1 ELSE 0 END) AS lost_workers,
        SUM(CASE WHEN {stalled} THEN 1 ELSE 0 END) AS stalled_workers,
+       CASE WHEN {mixed} THEN 1 ELSE 0 END AS mixed_units,
+       SUM(CASE WHEN {running} AND r.total IS NULL THEN 1 ELSE 0 END) AS queue_workers,
+       SUM(CASE WHEN {unfinished} THEN 1 ELSE 0 END) AS open_shards,
+       SUM(CASE WHEN {unfinished} AND {lost} THEN 1 ELSE 0 END) AS lost_shards,
+       SUM(CASE WHEN {unfinished} AND {stalled} THEN 1 ELSE 0 END) AS stalled_shards,
+       SUM(CASE WHEN {unfinished} AND {flagged} = 0 AND r.eta_seconds IS NULL
+                     AND COALESCE(r.throughput, 0) = 0 THEN 1 ELSE 0 END) AS unrated_shards,
+       MAX(CASE WHEN {unfinished} AND r.eta_seconds IS NOT NULL THEN CAST(r.eta_seconds AS {real})
+                WHEN {unfinished} AND r.throughput <> 0
+                THEN CAST(r.total - COALESCE(r.done, 0) AS {real}) / r.throughput END) AS slowest_shard,
        MAX(r.updated_at) AS updated_at,
        MAX(r.seen_at) AS seen_at,
        COUNT(*) AS workers
@@ -91,6 +106,7 @@ JOIN (SELECT job_id, MAX(attempt) AS attempt FROM {table} GROUP BY job_id) n
 GROUP BY r.job_id"""
     remaining = "(CASE WHEN a.total > a.done THEN a.total - a.done ELSE 0 END)"
     seconds = f"({remaining} / a.throughput)"
+    slowest = "a.slowest_shard"
     judged = "a.running_workers > 0 AND a.lost_workers = a.running_workers"
     stalled_job = (
         "a.running_workers > 0 AND a.stalled_workers > 0 "
@@ -102,11 +118,24 @@ GROUP BY r.job_id"""
             WHEN {stalled_job} THEN '{STALLED}'
             ELSE '{RUNNING}' END AS state,
        a.kind AS kind, a.unit AS unit, a.done AS done, a.total AS total, a.throughput AS throughput,
-       CASE WHEN a.total IS NULL OR a.done IS NULL THEN NULL
-            WHEN {remaining} = 0 THEN 0
-            WHEN a.throughput > 0
-            THEN CAST({seconds} AS BIGINT) + CASE WHEN {seconds} > CAST({seconds} AS BIGINT) THEN 1 ELSE 0 END
+       CASE WHEN a.mixed_units = 1 THEN NULL
+            WHEN a.queue_workers > 0 OR a.open_shards = 0 THEN
+              CASE WHEN a.total IS NULL OR a.done IS NULL THEN NULL
+                   WHEN {remaining} = 0 THEN 0
+                   WHEN a.open_shards = 0 THEN NULL
+                   WHEN a.throughput > 0
+                   THEN CAST({seconds} AS BIGINT)
+                        + CASE WHEN {seconds} > CAST({seconds} AS BIGINT) THEN 1 ELSE 0 END
+                   END
+            WHEN a.lost_shards + a.stalled_shards + a.unrated_shards > 0 THEN NULL
+            WHEN a.slowest_shard > {MAX_COUNT} THEN NULL
+            WHEN a.slowest_shard <= 0 THEN 0
+            ELSE CAST({slowest} AS BIGINT) + CASE WHEN {slowest} > CAST({slowest} AS BIGINT) THEN 1 ELSE 0 END
             END AS eta_seconds,
+       CASE WHEN a.mixed_units = 1 OR a.queue_workers > 0 OR a.open_shards = 0 THEN NULL
+            WHEN a.lost_shards > 0 THEN '{LOST_REASON}'
+            WHEN a.stalled_shards > 0 THEN '{STALLED_REASON}'
+            END AS eta_reason,
        a.status AS status,
        CASE WHEN {stalled_job} THEN TRUE ELSE FALSE END AS stalled,
        CASE WHEN {judged} THEN TRUE ELSE FALSE END AS lost,

@@ -279,7 +279,8 @@ def _create_view(connection: Connection, tables: StoreTables) -> None:
 
 
 def _create_summary(connection: Connection, tables: StoreTables) -> None:
-    """Version 3 to 4: ``{prefix}job_summary``, filled from the progress rows in the same transaction.
+    """Version 3 to 4: ``{prefix}job_summary``, filled from the progress rows in the same transaction,
+    and the ``{prefix}jobs`` view again (its ETA follows :mod:`._eta` and it shows ``eta_reason``).
 
     Runs under the lock that serializes creators, so racing processes backfill it once.
     """
@@ -288,6 +289,7 @@ def _create_summary(connection: Connection, tables: StoreTables) -> None:
     tables.metadata.create_all(connection, tables=[tables.summary], checkfirst=True)
     if _has_table(connection, tables.progress.name):
         backfill(connection, tables)
+        _create_view(connection, tables)  # version 4's view: the sharded-job ETA and its reason
 
 
 def drop_schema(engine: Engine, prefix: str = "cf_") -> None:
