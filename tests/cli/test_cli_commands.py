@@ -165,6 +165,8 @@ def test_serve_passes_options_through(runner: CliRunner, monkeypatch: pytest.Mon
                 "token_file": "tok",
                 "limit_concurrency": 5,
                 "stall_after": 30.0,
+                "read_token_file": None,
+                "open_read": False,
             },
         )
     ]

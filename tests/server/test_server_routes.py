@@ -20,6 +20,8 @@ def test_healthz_and_openapi_need_no_token(collector: Collector) -> None:
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {
         "/healthz",
+        "/readyz",
+        "/metrics",
         "/v1/heartbeat",
         "/v1/progress",
         "/v1/batch",

@@ -274,3 +274,30 @@ def test_readyz_and_an_unavailable_store(seeded: SeededStore) -> None:
         assert "the progress store is unavailable" in page.text
         assert client.get("/jobs/x").status_code == 503
         assert "jobprogress_store_up 0.0" in client.get("/metrics").text
+
+
+def test_readiness_is_reused_for_a_second() -> None:
+    import anyio
+
+    from jobprogress.server._routes import Readiness
+
+    class Counting:
+        probes = 0
+
+        def ping(self) -> None:
+            self.probes += 1
+
+    now = [0.0]
+    store = Counting()
+    readiness = Readiness(store, clock=lambda: now[0])
+
+    async def probe_many() -> None:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):
+                tasks.start_soon(readiness._ready)
+
+    anyio.run(probe_many)
+    assert store.probes == 1  # twenty anonymous probes, one store query
+    now[0] = 1.5
+    anyio.run(probe_many)
+    assert store.probes == 2

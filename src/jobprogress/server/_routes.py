@@ -117,6 +117,7 @@ class Collector:
         self.counters = CollectorCounters()
         self.metrics = metrics or CollectorMetrics()
         self.coalescer = WriteCoalescer(self.metrics.timed_write(writer.write))
+        self.readiness = Readiness(reader)
 
     async def _body(self, request: Request) -> bytes:
         if not _json_content(request.headers.getlist("content-type")):
@@ -245,9 +246,6 @@ class Collector:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    async def readyz(self, request: Request) -> Response:
-        return await ready(self.reader)
-
     async def metrics_text(self, request: Request) -> Response:
         return await metrics_response(self.metrics)
 
@@ -259,20 +257,49 @@ METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 """The text format every Prometheus version scrapes (newer clients label the same text 1.0.0)."""
 READY_TIMEOUT: Final = 5.0
 """Seconds the store has to answer a readiness probe."""
+READY_CACHE: Final = 1.0
+"""Seconds a readiness answer is reused."""
 
 
-async def ready(reader: object) -> Response:
-    """200 when the store answers a query within :data:`READY_TIMEOUT`, else 503 (``GET /readyz``)."""
-    probe: Callable[[], object] | None = getattr(reader, "ping", None) or getattr(reader, "counts", None)
-    if probe is None:
-        probe = lambda: reader.jobs(limit=1)  # type: ignore[attr-defined]  # noqa: E731
-    try:
-        with anyio.fail_after(READY_TIMEOUT):
-            await run_in_threadpool(probe)
-    except Exception as exc:
-        logger.warning("readiness: the store did not answer: %s: %s", type(exc).__name__, exc)
+class Readiness:
+    """``GET /readyz``: 200 when the store answers a query within :data:`READY_TIMEOUT`, else 503.
+
+    The route needs no token (probes carry none), so its answer is reused for :data:`READY_CACHE`
+    seconds and concurrent probes share one query: a flood of anonymous probes costs the store at most
+    one query a second.
+    """
+
+    def __init__(self, reader: object, clock: Callable[[], float] = time.monotonic) -> None:
+        self.reader = reader
+        self._clock = clock
+        self._checked: tuple[float, bool] | None = None
+        self._lock = anyio.Lock()
+
+    def _probe(self) -> None:
+        probe = getattr(self.reader, "ping", None) or getattr(self.reader, "counts", None)
+        if probe is not None:
+            probe()
+        else:
+            self.reader.jobs(limit=1)  # type: ignore[attr-defined]
+
+    async def _ready(self) -> bool:
+        async with self._lock:
+            if self._checked is not None and self._clock() - self._checked[0] < READY_CACHE:
+                return self._checked[1]
+            try:
+                with anyio.fail_after(READY_TIMEOUT):
+                    await anyio.to_thread.run_sync(self._probe, abandon_on_cancel=True)
+                ok = True
+            except Exception as exc:
+                logger.warning("readiness: the store did not answer: %s: %s", type(exc).__name__, exc)
+                ok = False
+            self._checked = (self._clock(), ok)
+            return ok
+
+    async def respond(self, request: Request) -> Response:
+        if await self._ready():
+            return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "unavailable", "detail": "the progress store does not answer"}, 503)
-    return JSONResponse({"status": "ready"})
 
 
 async def metrics_response(metrics: CollectorMetrics) -> Response:

@@ -40,7 +40,7 @@ from jobprogress.server._auth import BearerAuth, ReadAuth
 from jobprogress.server._limits import DEFAULT_MAX_IN_FLIGHT, CollectorCounters, InFlightLimit
 from jobprogress.server._metrics import CollectorMetrics, LiveWorkers, MetricsMiddleware
 from jobprogress.server._problems import http_exception, server_fault
-from jobprogress.server._routes import Collector, metrics_response, ready
+from jobprogress.server._routes import Collector, Readiness, metrics_response
 from jobprogress.server._store import JobReader, MessageWriter, StoreReader
 from jobprogress.server._web import STATIC_DIR, SecurityHeaders, WebPages
 
@@ -142,7 +142,7 @@ def create_app(
     pages = WebPages(reader)
     routes: list[BaseRoute] = [
         Route("/healthz", collector.healthz, methods=["GET"]),
-        Route("/readyz", collector.readyz, methods=["GET"]),
+        Route("/readyz", collector.readiness.respond, methods=["GET"]),
         Route("/metrics", collector.metrics_text, methods=["GET"]),
         Route("/openapi.json", collector.openapi_json, methods=["GET"]),
         Route("/v1/heartbeat", collector.heartbeat, methods=["POST"]),
@@ -248,15 +248,12 @@ def create_web_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    async def readyz(request: Request) -> Response:
-        return await ready(store)
-
     async def metrics_text(request: Request) -> Response:
         return await metrics_response(metrics)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        Route("/readyz", Readiness(store).respond, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=["GET"]),
         *_page_routes(WebPages(store)),
