@@ -432,7 +432,7 @@ class ThroughputEstimator:
                     gain = adaptive - error
                     sums[_GAIN2 + index - 1] = sums[_GAIN2 + index - 1] * _LOSS_KEEP + gain * gain
                 # The trend, judged against the rate it bends: did the slope improve on it?
-                if then > 0.0:
+                if 0.0 < then < _INF:  # single precision: a rate beyond 3e38/s is stored as inf
                     bent = _trend_items(1.0 / then, said[first + _PREDICTORS], horizon)
                     error = _log_error(bent, realised)
                 else:
