@@ -55,6 +55,7 @@ def test_a_version_3_store_is_read_then_migrated_and_backfilled(store_target: St
         assert store.jobs() == before
         assert store.jobs(status="failed", limit=3) == [job for job in before if job.state == "failed"][:3]
         assert store.counts() == counts
+        assert store.job_ids() == sorted(job.job_id for job in before)
     errors: list[BaseException] = []
     barrier = threading.Barrier(3)
 
@@ -84,6 +85,7 @@ def test_a_version_3_store_is_read_then_migrated_and_backfilled(store_target: St
     with ProgressStore(store_target.url, clock=clock) as store:
         assert [job for job in store.jobs() if job.job_id != "late"] == before
         assert store.counts()["running"] == counts["running"] + 1
+        assert store.job_ids() == sorted([job.job_id for job in before] + ["late"])
 
 
 def _shapes(store: ProgressStore) -> dict[str, Any]:

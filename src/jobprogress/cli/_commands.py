@@ -209,7 +209,7 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool, all_attemp
             else:
                 view = source.job(job_id)
             if view is None:
-                known = [known.job_id for known in source.jobs()]
+                known = source.job_ids()
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
         if view is None:

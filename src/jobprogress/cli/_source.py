@@ -183,6 +183,15 @@ class JobSource:
         with self._reading():
             return self._store.job(job_id)
 
+    def job_ids(self) -> list[str]:
+        """Every job's id (no job is read into a view).
+
+        Raises:
+            SourceError: the query failed.
+        """
+        with self._reading():
+            return self._store.job_ids()
+
     def attempts(self, job_id: str) -> list[JobView]:
         """Every stored attempt of one job, newest first; empty when the store has no such job.
 

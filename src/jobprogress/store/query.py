@@ -278,6 +278,24 @@ class ProgressStore:
         )
         return views[0] if views else None
 
+    def job_ids(self) -> list[str]:
+        """Every job's id, in id order, without reading any job's rows into views (e.g. to suggest a
+        close match for a mistyped id).
+
+        Raises:
+            StoreError: the store could not be read.
+        """
+        from sqlalchemy import select
+
+        def statement(attempts: bool) -> Select[Any]:
+            if self._has_summary:
+                ids = self._tables.summary.c.job_id
+                return select(ids).order_by(ids)
+            ids = self._tables.progress.c.job_id
+            return select(ids).distinct().order_by(ids)
+
+        return [str(row[0]) for row in self._rows(statement)]
+
     def attempts(self, job_id: str) -> list[JobView]:
         """Every stored attempt of one job, newest first: one view each, aggregated over its workers.
 
