@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ def seed(writer: StoreWriter, clock: StoreClock) -> None:
 @contextmanager
 def seeded_store(tmp_path: Path) -> Iterator[SeededStore]:
     url = f"sqlite:///{tmp_path / 'progress.db'}"
-    clock = StoreClock()
+    # A fake clock (liveness is judged on it, deterministically) that starts a minute and a bit before
+    # the wall clock, so the pages' "seen 1m ago" read as they would in production.
+    clock = StoreClock(time.time() - 2 * STALL)
     writer = StoreWriter(url, clock=clock)
     seed(writer, clock)
     reader = ProgressStore(url, stall_after=STALL, clock=clock)

@@ -31,8 +31,14 @@ if TYPE_CHECKING:
 
 expect = playwright_api.expect
 READY = ("backtest-done", "eval-cancelled")
-SCREENSHOT_ENV = "WEB_SCREENSHOT_PATH"  # not JOBPROGRESS_*: the suite clears those
-"""If set, the list's screenshot is copied to this path too (how docs/img/web-jobs.png is made)."""
+SCREENSHOT_ENV = "WEB_SCREENSHOT_DIR"  # not JOBPROGRESS_*: the suite clears those
+"""If set, the screenshots are copied into this directory too (how docs/img/web-*.png are made)."""
+
+
+def _keep(shot: Path) -> None:
+    assert shot.stat().st_size > 10_000
+    if os.environ.get(SCREENSHOT_ENV):
+        shutil.copyfile(shot, Path(os.environ[SCREENSHOT_ENV]) / shot.name)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +96,7 @@ def test_the_list_shows_every_state_in_order(
     expect(page.locator("tr[data-job='backtest-done']")).to_contain_text("500/500 iterations · pass 98.0%")
     shot = tmp_path / "web-jobs.png"
     page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get(SCREENSHOT_ENV):
-        shutil.copyfile(shot, os.environ[SCREENSHOT_ENV])
+    _keep(shot)
     assert problems == []  # no CSP violation, no script error
     page.context.close()
 
@@ -113,7 +117,7 @@ def test_the_list_updates_without_a_reload(browser: Browser, site: tuple[str, Se
     page.context.close()
 
 
-def test_filters_and_the_detail_page(browser: Browser, site: tuple[str, SeededStore]) -> None:
+def test_filters_and_the_detail_page(browser: Browser, site: tuple[str, SeededStore], tmp_path: Path) -> None:
     url, _ = site
     page, problems = _page(browser, url)
     page.goto("/jobs")
@@ -133,6 +137,10 @@ def test_filters_and_the_detail_page(browser: Browser, site: tuple[str, SeededSt
     page.goto("/jobs/parse-failed")
     expect(page.locator("pre.error")).to_have_text("ValueError: row 812 has 3 columns, expected 4")
     expect(page.locator("table.payload")).to_contain_text("big.csv")
+    page.goto("/jobs/scan-stalled")
+    expect(page.locator("#workers tbody tr")).to_have_count(2)
+    page.screenshot(path=str(tmp_path / "web-job.png"), full_page=True)
+    _keep(tmp_path / "web-job.png")
     page.goto("/jobs?kind=backtest")
     assert _rows(page) == ["backtest-done"]
     assert problems == []
