@@ -104,6 +104,16 @@ def check(store: ProgressStore, views: list[JobView], active: dict[str, float], 
     assert store.jobs() == views
     for limit, offset in ((1, 0), (2, 1), (3, 2), (len(views) + 1, 0)):
         assert store.jobs(limit=limit, offset=offset) == views[offset : offset + limit]
+    for states in (None, ["running", "stalled", "lost"]):  # keyset pages walk the same list
+        wanted = [job for job in views if states is None or job.state in states]
+        walked: list[JobView] = []
+        while True:
+            after = walked[-1].job_id if walked else None
+            page = store.jobs(status=states, limit=2, after=after)
+            if not page:
+                break
+            walked.extend(page)
+        assert walked == wanted
     for state in STATUS_FILTERS:
         wanted = [job for job in views if job.state == state]
         assert store.jobs(status=state) == wanted, state

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from _store_support import StoreClock, StoreTarget, backend_params, envelope, heartbeat
+from jobprogress.errors import StoreError
 from jobprogress.store import ProgressStore, StoreWriter
 from jobprogress.store.schema import SCHEMA_VERSION, tables_for
 
@@ -56,6 +57,8 @@ def test_a_version_3_store_is_read_then_migrated_and_backfilled(store_target: St
         assert store.jobs(status="failed", limit=3) == [job for job in before if job.state == "failed"][:3]
         assert store.counts() == counts
         assert store.job_ids() == sorted(job.job_id for job in before)
+        with pytest.raises(StoreError, match="schema version 4"):
+            store.jobs(limit=2, after=before[0].job_id)
     errors: list[BaseException] = []
     barrier = threading.Barrier(3)
 
@@ -93,6 +96,7 @@ def _shapes(store: ProgressStore) -> dict[str, Any]:
     page: dict[str, Any] = {"job_id": None, "statuses": None, "kinds": None, "active_within": None}
     return {
         "page": pages.statement(**page, limit=500, offset=0),
+        "keyset page": pages.statement(**page, limit=500, offset=0, after="job-00100"),
         "failed page": pages.statement(**{**page, "statuses": ["failed"]}, limit=50, offset=0),
         "lost page": pages.statement(**{**page, "statuses": ["lost"]}, limit=50, offset=0),
         "actionable page": pages.statement(
@@ -153,13 +157,15 @@ def test_sqlite_plans_never_scan_the_progress_table(store_target: StoreTarget) -
     for name, plan in plans.items():
         assert "SCAN cf_job_progress" not in plan, (name, plan)
         assert "SCAN cf_job_summary\n" not in plan + "\n", (name, plan)  # a bare scan: no index
-    for name in ("page", "failed page", "kind page"):
+    for name in ("page", "keyset page", "failed page", "kind page"):
         # The page's order is the index's: no sort of the summary.
         assert "USING INDEX ix_cf_job_summary_" in plans[name], (name, plans[name])
         assert "TEMP B-TREE" not in plans[name], (name, plans[name])
     # Lost jobs: a range of the liveness index (only the lost ones are read, then sorted).
     assert "ix_cf_job_summary_liveness (status=? AND running_seen<?)" in plans["lost page"]
     assert "SEARCH cf_job_progress USING PRIMARY KEY (job_id=?)" in plans["page"]
+    # A keyset page starts its walk at the cursor (a range of the order index), skipping nothing.
+    assert "ix_cf_job_summary_order (last_seen<?)" in plans["keyset page"], plans["keyset page"]
     assert "USING COVERING INDEX ix_cf_job_summary_liveness" in plans["counts"]
 
 
@@ -176,6 +182,8 @@ def test_postgres_plans_never_scan_the_progress_table(store_target: StoreTarget)
             if " on cf_job_progress" in line:  # read by key, never whole
                 assert "Index Cond: ((job_id)::text = " in lines[index + 1], (name, plan)
     assert " on cf_job_progress" in plans["page"]
+    # A keyset page is a range of the order index (here every job has one last_seen: the whole range).
+    assert "Index Cond: (last_seen <= " in plans["keyset page"], plans["keyset page"]
     for name in ("page", "kind page"):
         assert "Index Scan using ix_cf_job_summary_" in plans[name], (name, plans[name])
         assert "Sort" not in plans[name].split("Limit", 1)[1], (name, plans[name])

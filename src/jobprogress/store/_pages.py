@@ -69,6 +69,23 @@ class PageQueries:
             conditions.append(summary.active_seen >= self._rows.now() - literal(active_within))
         return conditions
 
+    def _after(self, job_id: str) -> list[ColumnElement[bool]]:
+        """Jobs after ``job_id`` in the list's order (``last_seen DESC, job_id``): a keyset cursor.
+
+        The first condition is a range of the order indexes' leading column, so the walk starts at
+        the cursor instead of skipping the jobs before it; the second settles ties on ``last_seen``.
+        None (no row) when the job is not in the store: the page is empty.
+        """
+        from sqlalchemy import or_, select
+
+        summary = self._tables.summary
+        anchor = summary.alias("anchor")
+        seen = select(anchor.c.last_seen).where(anchor.c.job_id == job_id).scalar_subquery()
+        return [
+            summary.c.last_seen <= seen,
+            or_(summary.c.last_seen < seen, summary.c.job_id > job_id),
+        ]
+
     def pick(
         self,
         *,
@@ -79,6 +96,7 @@ class PageQueries:
         limit: int | None,
         offset: int,
         streamed: bool,
+        after: str | None = None,
     ) -> Select[Any]:
         """The page's jobs (``job_id``, ``attempt`` and its order keys), from the summary alone."""
         from sqlalchemy import Float, Integer, literal, or_, select, union_all
@@ -87,6 +105,8 @@ class PageQueries:
         filters = self._filters(kinds, active_within)
         if job_id is not None:
             filters.append(summary.c.job_id == job_id)
+        if after is not None:
+            filters.extend(self._after(after))
         if streamed:
             # One walk per state, in the display order's keys: running jobs by id, the others newest first.
             states = [state for state in DISPLAY_RANK if statuses is None or state in statuses]
@@ -150,6 +170,7 @@ class PageQueries:
         limit: int | None,
         offset: int,
         streamed: bool = False,
+        after: str | None = None,
     ) -> Select[Any]:
         """The progress rows of the page's jobs' newest attempts (streamed: in display order)."""
         from sqlalchemy import and_, select
@@ -163,6 +184,7 @@ class PageQueries:
             limit=limit,
             offset=offset,
             streamed=streamed,
+            after=after,
         ).subquery("page")
         joined = select(*self._rows.worker_columns(True)).join_from(
             chosen, table, and_(table.c.job_id == chosen.c.job_id, table.c.attempt == chosen.c.attempt)

@@ -134,6 +134,7 @@ class ProgressStore:
         active_within: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[JobView]:
         """Jobs, most recently active first (store clock: last message received), then by job id.
 
@@ -145,11 +146,18 @@ class ProgressStore:
             active_within: Keep jobs that sent a message within this many seconds (store clock).
             limit: At most this many jobs (None: all).
             offset: Skip this many jobs first (paging).
+            after: A keyset cursor: only the jobs after this job id in this order (the last job of
+                the previous page), so a deep page costs what the first does. A job no longer in
+                the store gives an empty page. Needs schema version 4 (any writer of this release
+                migrates an older store).
 
         Raises:
             ConfigurationError: an unknown status, or a negative limit, offset or window.
-            StoreError: the store could not be read.
+            StoreError: the store could not be read, or ``after`` was given for a store of schema
+                version 3 or older.
         """
+        if after is not None and not isinstance(after, str):
+            raise ConfigurationError(f"after must be a job id (a string), not {type(after).__name__}")
         statuses = _names("status", status, STATUS_FILTERS)
         kinds = _names("kind", kind, None)
         for name, count in (("limit", limit), ("offset", offset)):
@@ -167,6 +175,7 @@ class ProgressStore:
                 active_within=active_within,
                 limit=limit,
                 offset=offset,
+                after=after,
             )
         )
 
@@ -337,6 +346,7 @@ class ProgressStore:
         limit: int | None,
         offset: int,
         streamed: bool = False,
+        after: str | None = None,
     ) -> Select[Any]:
         """The rows of a page: from the summary (schema 4), else by grouping the progress rows."""
         arguments: dict[str, Any] = {
@@ -349,7 +359,12 @@ class ProgressStore:
             "streamed": streamed,
         }
         if self._has_summary:
-            return self._pages.statement(**arguments)
+            return self._pages.statement(**arguments, after=after)
+        if after is not None:
+            raise StoreError(
+                "jobs(after=...) needs the job summary of schema version 4; this store is older "
+                "until a writer of this release writes to it (use offset= meanwhile)"
+            )
         return self._sql.statement(attempts, **arguments)
 
     def _engine(self) -> Engine:
