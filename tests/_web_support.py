@@ -81,14 +81,15 @@ def seed(writer: StoreWriter, clock: StoreClock) -> None:
 
 
 @contextmanager
-def seeded_store(tmp_path: Path) -> Iterator[SeededStore]:
-    url = f"sqlite:///{tmp_path / 'progress.db'}"
+def seeded_store(tmp_path: Path, url: str | None = None, table_prefix: str = "cf_") -> Iterator[SeededStore]:
+    """The seeded store: a SQLite file in ``tmp_path``, or ``url`` (Postgres) under ``table_prefix``."""
+    url = url or f"sqlite:///{tmp_path / 'progress.db'}"
     # A fake clock (liveness is judged on it, deterministically) that starts a minute and a bit before
     # the wall clock, so the pages' "seen 1m ago" read as they would in production.
     clock = StoreClock(time.time() - 2 * STALL)
-    writer = StoreWriter(url, clock=clock)
+    writer = StoreWriter(url, clock=clock, table_prefix=table_prefix)
     seed(writer, clock)
-    reader = ProgressStore(url, stall_after=STALL, clock=clock)
+    reader = ProgressStore(url, stall_after=STALL, clock=clock, table_prefix=table_prefix)
     try:
         yield SeededStore(url, clock, writer, reader)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from _http_support import TOKEN, running_app
+from _server_support import POSTGRES_URL
 from _web_support import READ_TOKEN, XSS_ID, SeededStore, seeded_store
 from jobprogress.errors import ConfigurationError
 from jobprogress.server import _web, create_app, create_web_app
@@ -301,3 +303,34 @@ def test_readiness_is_reused_for_a_second() -> None:
     now[0] = 1.5
     anyio.run(probe_many)
     assert store.probes == 2
+
+
+@pytest.mark.postgres
+def test_the_list_on_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not POSTGRES_URL:
+        pytest.skip("set JOBPROGRESS_TEST_POSTGRES_URL to run the Postgres cases")
+    from sqlalchemy import create_engine
+
+    from jobprogress.store.schema import drop_schema
+
+    prefix = f"w{uuid.uuid4().hex[:10]}_"
+    try:
+        with seeded_store(tmp_path, POSTGRES_URL, prefix) as store:
+            app = create_web_app(open_read=True, reader=store.reader)
+            with running_app(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+                everything = ["parse-failed", "scan-lost", "scan-stalled", XSS_ID, "scan-running"]
+                assert job_order(client.get("/jobs").text) == [*everything, "backtest-done", "eval-cancelled"]
+                assert job_order(client.get("/jobs?state=actionable&q=SCAN").text) == [
+                    "scan-lost",
+                    "scan-stalled",
+                ]
+                monkeypatch.setattr(_web, "PAGE_SIZE", 3)
+                assert job_order(client.get("/jobs?page=2").text) == [XSS_ID, "scan-running", "backtest-done"]
+                assert "Workers (2)" in client.get("/jobs/scan-lost").text
+                assert 'jobprogress_jobs{state="stalled"} 1.0' in client.get("/metrics").text
+    finally:
+        engine = create_engine(POSTGRES_URL)
+        try:
+            drop_schema(engine, prefix)
+        finally:
+            engine.dispose()
