@@ -178,12 +178,34 @@ _SNAPSHOT_FROM: Final = _SAMPLES + 1
 _SNAPSHOT_NEWEST: Final = _SNAPSHOT_FROM + 1
 _HALF_THRESHOLD: Final = _SNAPSHOT_NEWEST + 1
 _RATE: Final = _HALF_THRESHOLD + 1
-_SUMS: Final = _RATE + 1
+# The slowdown test (see observe): the pauses' sums (as the gaps'), the Page-Hinkley statistic, where the
+# pause that began the current excursion started (time and items done then), and where the adaptive window
+# may start since the last alarm (NaN: anywhere), with the items done then. Last, the snapshot ring's oldest
+# entry and its length.
+_PAUSE_SUM: Final = _RATE + 1
+_PAUSE_WEIGHT: Final = _PAUSE_SUM + 1
+_SLOWDOWN: Final = _PAUSE_WEIGHT + 1
+_SLOWDOWN_FROM: Final = _SLOWDOWN + 1
+_SLOWDOWN_FROM_DONE: Final = _SLOWDOWN_FROM + 1
+_CUT_AT: Final = _SLOWDOWN_FROM_DONE + 1
+_CUT_DONE: Final = _CUT_AT + 1
+_SNAPSHOT_HEAD: Final = _CUT_DONE + 1
+_SNAPSHOT_COUNT: Final = _SNAPSHOT_HEAD + 1
+_SUMS: Final = _SNAPSHOT_COUNT + 1
 
 _GAP_KEEP: Final = 1.0 - 1.0 / 16
 """Decay of the typical gap between completions, per completion."""
 _MIN_ETA_SHARE: Final = 0.5
 """The time since the last completion may take at most half off the rate-based ETA."""
+
+_SLOWDOWN_SLACK: Final = 0.3
+"""Per pause, the log ratio to the usual pause that the slowdown test allows before it counts as evidence."""
+_SLOWDOWN_STEP: Final = math.log(3.0)
+"""One pause adds at most the evidence of a pause 3x the usual: a single stall or straggler is no slowdown."""
+_SLOWDOWN_ALARM: Final = 1.0
+"""Evidence at which the pauses are taken to have lengthened for good: two pauses 2.5x the usual in a row."""
+_SLOWDOWN_MIN_PAUSES: Final = 8.0
+"""Seconds of pauses (decayed) seen before the test starts: the usual pause must be known first."""
 
 _REFRESH_SHARE: Final = 1.0 / 8
 """The window is chosen afresh once the samples since it was chosen reach this share of its width."""
@@ -221,8 +243,6 @@ class ThroughputEstimator:
         "_last_progress",
         "_levels",
         "_predictions",
-        "_snapshot_count",
-        "_snapshot_head",
         "_snapshots",
         "_spans",
         "_start",
@@ -243,11 +263,10 @@ class ThroughputEstimator:
             sums[_DISPERSION + level] = 1.0  # before any evidence, assume Poisson
         sums[_HALF_THRESHOLD] = float(threshold) / 2.0
         sums[_RATE] = _NAN
-        # Snapshot ring, oldest entry at _snapshot_head: time, done, then one rate per predictor.
+        sums[_CUT_AT] = _NAN  # no slowdown detected yet
+        # Snapshot ring, oldest entry at sums[_SNAPSHOT_HEAD]: time, done, then one rate per predictor.
         self._snapshots = array("d", (0.0,)) * (_SNAPSHOTS * _SNAPSHOT_WIDTH)
         self._predictions = array("f", (0.0,)) * (_SNAPSHOTS * _PREDICTION_WIDTH)
-        self._snapshot_head = 0  # the oldest entry
-        self._snapshot_count = 0
         self._start: float | None = None
         self._last_now = 0.0
         self._last_done = 0
@@ -295,8 +314,11 @@ class ThroughputEstimator:
             # The interval means nothing and is left out of the history. Predictions made on the old
             # footing cannot be scored; the silence since the last completion restarts here, since
             # the histogram has no record of the skipped time to measure it against.
-            self._snapshot_count = self._snapshot_head = 0
+            sums[_SNAPSHOT_COUNT] = sums[_SNAPSHOT_HEAD] = 0.0
             self._last_progress = now
+            # A slowdown's start is on the old footing too.
+            sums[_CUT_AT] = _NAN
+            sums[_SLOWDOWN] = 0.0
             sums[_REFRESH_AT] = sums[_RECENT_REFRESH_AT] = 0.0
             return
 
@@ -374,6 +396,9 @@ class ThroughputEstimator:
             # The gap that just ended, weighted by its own length: the typical length of the gap an
             # observer finds itself in, which is what "is this silence normal?" asks about.
             gap = now - self._last_progress
+            if gap > seconds:
+                # A pause (samples without progress) just ended: has the work started pausing longer?
+                self._pause_ended(gap, done - items)
             sums[_GAP_SUM] = sums[_GAP_SUM] * _GAP_KEEP + gap * gap
             sums[_GAP_WEIGHT] = sums[_GAP_WEIGHT] * _GAP_KEEP + gap
             self._last_progress = now
@@ -381,11 +406,47 @@ class ThroughputEstimator:
             # (see _adaptive_rate, _blended_rate).
             sums[_BLOCK_SECONDS] += gap
             sums[_BLOCK_ITEMS] += items
-        if not self._snapshot_count or (
+        if not sums[_SNAPSHOT_COUNT] or (
             samples - sums[_SNAPSHOT_FROM] >= _MIN_SNAPSHOT_SAMPLES
             and now - sums[_SNAPSHOT_NEWEST] >= _SNAPSHOT_SPACING * (now - start)
         ):
             self._snapshot(now, done)
+
+    def _pause_ended(self, pause: float, done_before: int) -> None:
+        """Page-Hinkley test for lengthening pauses between bursts of completions; on alarm, restart there.
+
+        Batched work (a batch every few seconds) is far noisier, counted in items, than the square-root test
+        of part 1 allows for, so a batch interval that lengthens for good takes that test many batches to
+        trust; counted in pauses, it is plain after two or three. The statistic sums each pause's log ratio
+        to the usual pause (length-weighted, as the gaps'), capped at _SLOWDOWN_STEP, minus _SLOWDOWN_SLACK,
+        floored at zero. Past _SLOWDOWN_ALARM, the adaptive window may no longer reach back beyond the start
+        of the first lengthened pause, and the predictors' scores, earned before the change, start afresh.
+        Steady work, whose every sample shows progress, has no pauses and never gets here.
+        """
+        sums = self._sums
+        weight = sums[_PAUSE_WEIGHT]
+        if weight >= _SLOWDOWN_MIN_PAUSES:
+            excess = math.log(pause * weight / sums[_PAUSE_SUM])
+            before = sums[_SLOWDOWN]
+            evidence = before + (excess if excess < _SLOWDOWN_STEP else _SLOWDOWN_STEP) - _SLOWDOWN_SLACK
+            if evidence <= 0.0:
+                evidence = 0.0
+            else:
+                if before <= 0.0:  # the excursion starts with this pause
+                    sums[_SLOWDOWN_FROM] = self._last_progress
+                    sums[_SLOWDOWN_FROM_DONE] = done_before
+                if evidence > _SLOWDOWN_ALARM:
+                    evidence = 0.0
+                    sums[_CUT_AT] = sums[_SLOWDOWN_FROM]
+                    sums[_CUT_DONE] = sums[_SLOWDOWN_FROM_DONE]
+                    sums[_REFRESH_AT] = sums[_RECENT_REFRESH_AT] = 0.0
+                    for index in range(_LOSS, _SCORED + 1):
+                        sums[index] = 0.0
+                    sums[_TREND_LOSS] = sums[_TREND_GAIN2] = sums[_TREND_WEIGHT] = 0.0
+                    sums[_BLEND_INDEX] = sums[_BLEND_WEIGHT] = 0.0
+            sums[_SLOWDOWN] = evidence
+        sums[_PAUSE_SUM] = sums[_PAUSE_SUM] * _GAP_KEEP + pause * pause
+        sums[_PAUSE_WEIGHT] = weight * _GAP_KEEP + pause
 
     def _dispersion_at(self, level: int) -> float:
         """Dispersion index (variance / mean of item counts) at ``level``; 1.0 means Poisson.
@@ -415,13 +476,13 @@ class ThroughputEstimator:
             return  # nothing has completed yet: no predictor has anything to say
         slope = self._trend_slope(age)
         ring, said = self._snapshots, self._predictions
-        if self._snapshot_count == _SNAPSHOTS:
+        sums = self._sums
+        if sums[_SNAPSHOT_COUNT] == _SNAPSHOTS:
             # The ring is full: score its oldest entry, then overwrite it with this one.
-            oldest = self._snapshot_head
+            oldest = int(sums[_SNAPSHOT_HEAD])
             horizon = now - ring[oldest * _SNAPSHOT_WIDTH]
             realised = done - ring[oldest * _SNAPSHOT_WIDTH + 1]
             if horizon > 0.0 and realised >= 0:
-                sums = self._sums
                 first = oldest * _PREDICTION_WIDTH
                 then = said[first]
                 adaptive = _log_error(then * horizon, realised)
@@ -442,17 +503,16 @@ class ThroughputEstimator:
                 sums[_TREND_GAIN2] = sums[_TREND_GAIN2] * _LOSS_KEEP + gain * gain
                 sums[_SCORED] = sums[_SCORED] * _LOSS_KEEP + 1.0
                 self._choose_blend()
-            self._snapshot_head = (oldest + 1) % _SNAPSHOTS
-            self._snapshot_count -= 1
-        newest = (self._snapshot_head + self._snapshot_count) % _SNAPSHOTS
+            sums[_SNAPSHOT_HEAD] = (oldest + 1) % _SNAPSHOTS
+            sums[_SNAPSHOT_COUNT] -= 1.0
+        newest = int(sums[_SNAPSHOT_HEAD] + sums[_SNAPSHOT_COUNT]) % _SNAPSHOTS
         ring[newest * _SNAPSHOT_WIDTH] = now
         ring[newest * _SNAPSHOT_WIDTH + 1] = float(done)
         first = newest * _PREDICTION_WIDTH
         for index, predicted in enumerate(predictions):
             said[first + index] = predicted
         said[first + _PREDICTORS] = slope
-        self._snapshot_count += 1
-        sums = self._sums
+        sums[_SNAPSHOT_COUNT] += 1.0
         sums[_SNAPSHOT_FROM] = sums[_SAMPLES]
         sums[_SNAPSHOT_NEWEST] = now
 
@@ -553,7 +613,7 @@ class ThroughputEstimator:
         if weight:
             # The time per item has been changing steadily, and saying so has predicted this job's
             # progress better than the rate alone: extrapolate it over the remaining items.
-            newest = (self._snapshot_head + self._snapshot_count - 1) % _SNAPSHOTS
+            newest = int(sums[_SNAPSHOT_HEAD] + sums[_SNAPSHOT_COUNT] - 1.0) % _SNAPSHOTS
             stretch = _trend_stretch(
                 rate, self._predictions[newest * _PREDICTION_WIDTH + _PREDICTORS], remaining
             )
@@ -622,8 +682,17 @@ class ThroughputEstimator:
         seconds, items, width = -age, 0.0, 0
         chosen = chosen_seconds = chosen_items = 0.0
         chosen_width = 0
+        since_cut = self._last_progress - sums[_CUT_AT]  # NaN, which nothing exceeds, if no slowdown
         for index in range(len(spans) - 1, -1, -1):
             bucket_seconds, bucket_items, level = spans[index], counts[index], levels[index]
+            if seconds + bucket_seconds > since_cut:
+                # The bucket reaches back beyond the start of a detected slowdown: the window starts there,
+                # where the items done are known exactly.
+                items = self._last_done - sums[_CUT_DONE]
+                rate = items / since_cut
+                if low <= rate <= high:
+                    chosen, chosen_seconds, chosen_items = rate, since_cut, items
+                break
             seconds += bucket_seconds
             items += bucket_items
             width += 1 << level

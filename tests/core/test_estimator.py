@@ -444,8 +444,16 @@ def reference_adaptive_rate(est: ThroughputEstimator, age: float) -> float:
 
     low, high = 0.0, math.inf
     seconds, items, width, chosen = -age, 0.0, 0, 0.0
+    cut_at = est._sums[m._CUT_AT]
+    since_cut = math.inf if math.isnan(cut_at) else est._last_progress - cut_at
     for index in range(len(est._spans) - 1, -1, -1):
         bucket_seconds, bucket_items, level = est._spans[index], est._items[index], est._levels[index]
+        if seconds + bucket_seconds > since_cut:
+            # a detected slowdown: the window starts where it did, with the items counted since
+            rate = (est._last_done - est._sums[m._CUT_DONE]) / since_cut
+            if low <= rate <= high:
+                chosen = rate
+            break
         seconds += bucket_seconds
         items += bucket_items
         width += 1 << level
