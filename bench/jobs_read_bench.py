@@ -17,6 +17,8 @@ Usage::
 
     JOBPROGRESS_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         python bench/jobs_read_bench.py --jobs 10000 --rounds 3
+    python bench/jobs_read_bench.py --jobs 30000 --writes-only          # the writer alone
+    PYTHONPATH=/tmp/before/src python bench/jobs_read_bench.py --jobs 30000 --writes-only
 """
 
 from __future__ import annotations
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the backends")
     parser.add_argument("--repeat", type=int, default=9, help="calls per in-process figure (median)")
+    parser.add_argument(
+        "--writes-only", action="store_true", help="only the writer's figures (steady: best of 3 passes)"
+    )
     options = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="jp-read-bench-")
     targets = {"sqlite": f"sqlite:///{tmp}/jobs.db"}
@@ -247,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in targets.items():
             start = time.perf_counter()
             loading = _populate(url, options.jobs, options.workers)
-            writes[name] = (loading, _steady_writes(url, options.jobs, options.workers))
+            passes = 3 if options.writes_only else 1
+            steady = max(_steady_writes(url, options.jobs, options.workers) for _ in range(passes))
+            writes[name] = (loading, steady)
+            if options.writes_only:
+                print(f"{name}: writer {loading:,.0f} msg/s loading, {steady:,.0f} msg/s steady")
+                continue
             _populate(empties[name], 1, 1)
             if name == "postgres":
                 import sqlalchemy as sa
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name}: loaded {options.jobs:,} x {options.workers} in {time.perf_counter() - start:.1f} s"
             )
+        if options.writes_only:
+            return 0
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for _ in range(options.rounds):
             for name, url in targets.items():  # interleaved: each round measures every backend
