@@ -3,7 +3,7 @@
 The reporter samples every live tracker a couple of times a second and feeds the samples here; the rate
 and ETA it reads back travel in progress messages. Throughput in real jobs is rarely steady: jobs warm
 up, slow down, stall, finish items in batches, or hit a few very slow items. The estimator is built
-from four parts, each answering one question:
+from six parts, each answering one question:
 
 1. **How much history describes the current regime?** Samples go into an exponential histogram:
    buckets of 1, 2, 4, ... samples, at most two per size, so the last ~17 minutes of half-second
@@ -40,6 +40,18 @@ from four parts, each answering one question:
    _TREND_CONFIDENT standard errors for full weight, :meth:`~ThroughputEstimator.eta` extrapolates the
    time per item linearly over the remaining items (within 4x of today's either way) instead of
    assuming today's. :meth:`~ThroughputEstimator.rate` stays today's throughput.
+5. **Do batches now come further apart?** Batched work (40 items every few seconds) is far noisier, counted
+   in items, than the test of part 1 allows for, so it needs many batches to trust that a batch interval
+   has lengthened for good. Counted in pauses (samples without progress between bursts), it is plain after
+   two: a Page-Hinkley test sums each pause's log ratio to the usual pause (capped, less a slack), and when
+   the sum passes _SLOWDOWN_ALARM the adaptive window restarts at the first lengthened pause, with the
+   item count there known exactly, and the predictors' scores, earned before the change, start afresh.
+6. **Does this job's pace keep switching?** Each time the adaptive window is chosen afresh less than half as
+   long as before, a regime has ended; it counts if it lasted at least a twentieth of the run. Once three
+   have ended, lasting D seconds on average, the ETA over a horizon H blends the run's mean rate into
+   today's with weight H / (H + 12 D): a horizon spanning many of this job's regimes will go through
+   several of them, at a pace nearer the run's mean than today's. One lasting change (a job's second half
+   is slower) ends one regime and leaves the ETA alone.
 
 Finally the ETA is measured from the last completion rather than from the last sample: after a batch
 lands, the next one is expected one batch interval later, so the time since the last completion
@@ -181,7 +193,9 @@ _RATE: Final = _HALF_THRESHOLD + 1
 # The slowdown test (see observe): the pauses' sums (as the gaps'), the Page-Hinkley statistic, where the
 # pause that began the current excursion started (time and items done then), and where the adaptive window
 # may start since the last alarm (NaN: anywhere), with the items done then. Last, the snapshot ring's oldest
-# entry and its length.
+# entry and its length. Then the regimes (see _adaptive_rate): the start of the current one, _REGIME_SPAN
+# times the mean length of the completed ones, how many there were; and the time of the first sample (NaN:
+# none yet).
 _PAUSE_SUM: Final = _RATE + 1
 _PAUSE_WEIGHT: Final = _PAUSE_SUM + 1
 _SLOWDOWN: Final = _PAUSE_WEIGHT + 1
@@ -191,7 +205,11 @@ _CUT_AT: Final = _SLOWDOWN_FROM_DONE + 1
 _CUT_DONE: Final = _CUT_AT + 1
 _SNAPSHOT_HEAD: Final = _CUT_DONE + 1
 _SNAPSHOT_COUNT: Final = _SNAPSHOT_HEAD + 1
-_SUMS: Final = _SNAPSHOT_COUNT + 1
+_REGIME_FROM: Final = _SNAPSHOT_COUNT + 1
+_REGIME_SCALE: Final = _REGIME_FROM + 1
+_REGIMES: Final = _REGIME_SCALE + 1
+_START: Final = _REGIMES + 1
+_SUMS: Final = _START + 1
 
 _GAP_KEEP: Final = 1.0 - 1.0 / 16
 """Decay of the typical gap between completions, per completion."""
@@ -206,6 +224,16 @@ _SLOWDOWN_ALARM: Final = 1.0
 """Evidence at which the pauses are taken to have lengthened for good: two pauses 2.5x the usual in a row."""
 _SLOWDOWN_MIN_PAUSES: Final = 8.0
 """Seconds of pauses (decayed) seen before the test starts: the usual pause must be known first."""
+
+_REGIME_SHRINK: Final = 0.5
+"""A window chosen afresh that is less than this share of the one it replaces starts a new regime..."""
+_REGIME_MIN_SHARE: Final = 1.0 / 20
+"""...if the regime it ends lasted at least this share of the run so far (not a blip, nor a stall)."""
+_REGIME_MIN_COUNT: Final = 3.0
+"""Regimes that must have ended before their typical length is trusted."""
+_REGIME_SPAN: Final = 12.0
+"""The run's mean rate weighs H / (H + _REGIME_SPAN * D) in the ETA, for a horizon H and regimes lasting D:
+only when the work ahead spans many of this job's regimes."""
 
 _REFRESH_SHARE: Final = 1.0 / 8
 """The window is chosen afresh once the samples since it was chosen reach this share of its width."""
@@ -245,7 +273,6 @@ class ThroughputEstimator:
         "_predictions",
         "_snapshots",
         "_spans",
-        "_start",
         "_sums",
     )
 
@@ -264,10 +291,10 @@ class ThroughputEstimator:
         sums[_HALF_THRESHOLD] = float(threshold) / 2.0
         sums[_RATE] = _NAN
         sums[_CUT_AT] = _NAN  # no slowdown detected yet
+        sums[_START] = _NAN  # no sample yet
         # Snapshot ring, oldest entry at sums[_SNAPSHOT_HEAD]: time, done, then one rate per predictor.
         self._snapshots = array("d", (0.0,)) * (_SNAPSHOTS * _SNAPSHOT_WIDTH)
         self._predictions = array("f", (0.0,)) * (_SNAPSHOTS * _PREDICTION_WIDTH)
-        self._start: float | None = None
         self._last_now = 0.0
         self._last_done = 0
         self._last_progress = 0.0
@@ -290,15 +317,15 @@ class ThroughputEstimator:
         # than most of what they do).
         if not _isfinite(now):
             return
-        start = self._start
-        if start is None:
-            self._start = self._last_now = self._last_progress = now
+        sums = self._sums
+        start = sums[_START]
+        if start != start:  # NaN: the first sample
+            sums[_START] = sums[_REGIME_FROM] = self._last_now = self._last_progress = now
             self._last_done = done
             return
         seconds = now - self._last_now
         items = done - self._last_done
         self._last_done = done
-        sums = self._sums
         if seconds == 0.0:
             if items > 0 and self._items:
                 # Done by the same instant as the previous sample: it belongs to that sample's interval.
@@ -316,9 +343,11 @@ class ThroughputEstimator:
             # the histogram has no record of the skipped time to measure it against.
             sums[_SNAPSHOT_COUNT] = sums[_SNAPSHOT_HEAD] = 0.0
             self._last_progress = now
-            # A slowdown's start is on the old footing too.
+            # A slowdown's start, and the current regime's, are on the old footing too (the regimes
+            # completed before still say how long this job's regimes last).
             sums[_CUT_AT] = _NAN
             sums[_SLOWDOWN] = 0.0
+            sums[_REGIME_FROM] = now
             sums[_REFRESH_AT] = sums[_RECENT_REFRESH_AT] = 0.0
             return
 
@@ -595,13 +624,14 @@ class ThroughputEstimator:
             total: the item count at which the work is complete.
 
         Where the time per item has been drifting steadily and saying so has predicted this job's
-        progress better than the rate alone, the drift is extrapolated over the remaining items, so the
-        ETA is then not quite ``(total - done) / rate()``.
+        progress better than the rate alone, the drift is extrapolated over the remaining items; and where
+        the pace has switched regime several times, the run's mean rate is blended in for a horizon that
+        spans many regimes. So the ETA is then not quite ``(total - done) / rate()``.
 
         Returns:
             ``0.0`` once ``done >= total``; ``None`` while the rate is unknown or zero.
         """
-        if self._start is not None and self._last_done >= total:
+        if self._last_done >= total and self._sums[_START] == self._sums[_START]:
             return 0.0
         rate = self.rate()
         if not rate:
@@ -618,6 +648,17 @@ class ThroughputEstimator:
                 rate, self._predictions[newest * _PREDICTION_WIDTH + _PREDICTORS], remaining
             )
             from_last_completion *= stretch if weight >= 1.0 else stretch**weight
+        if sums[_REGIMES] >= _REGIME_MIN_COUNT and sums[_SNAPSHOT_COUNT]:
+            # This job's pace has changed regime several times, each lasting D seconds on average. Over
+            # a horizon of many such regimes, the work ahead will go through several, and goes at a pace
+            # nearer the run's mean than today's: blend that in, the more the longer the horizon.
+            # The run's mean rate as of the newest snapshot (at most a sixteenth of the run ago).
+            newest = int(sums[_SNAPSHOT_HEAD] + sums[_SNAPSHOT_COUNT] - 1.0) % _SNAPSHOTS
+            mean_rate = self._predictions[newest * _PREDICTION_WIDTH + 1]
+            if 0.0 < mean_rate < _INF:
+                weight = from_last_completion / (from_last_completion + sums[_REGIME_SCALE])
+                # time at the blended rate, rate ** (1 - weight) * mean_rate ** weight
+                from_last_completion *= (remaining / from_last_completion / mean_rate) ** weight
         # Work resumes from the last completion, not from the last sample; but a silence longer than
         # the usual gap between completions is a stall, and a stall does not bring the end closer.
         weight = sums[_GAP_WEIGHT]
@@ -727,6 +768,17 @@ class ThroughputEstimator:
             bound = ((root + half) ** 2 - _ANSCOMBE) / scale
             if bound < high:
                 high = bound
+        if chosen and chosen_seconds < _REGIME_SHRINK * (sums[_WINDOW_SECONDS] + sums[_BLOCK_SECONDS]):
+            # The regime changed: the window that held since the last walk is more than halved.
+            window_from = self._last_progress - chosen_seconds
+            lasted = window_from - sums[_REGIME_FROM]
+            if lasted >= _REGIME_MIN_SHARE * (self._last_progress - sums[_START]):
+                regimes = sums[_REGIMES]
+                sums[_REGIME_SCALE] = (sums[_REGIME_SCALE] * regimes + _REGIME_SPAN * lasted) / (
+                    regimes + 1.0
+                )
+                sums[_REGIMES] = regimes + 1.0
+                sums[_REGIME_FROM] = window_from
         sums[_WINDOW_SECONDS] = chosen_seconds
         sums[_WINDOW_ITEMS] = chosen_items
         sums[_WINDOW_LOW] = low
