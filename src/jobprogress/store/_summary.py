@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from jobprogress._states import JOB_STATUS_PRECEDENCE, MAX_KIND_LENGTH, RUNNING
+from jobprogress._states import JOB_STATUS_PRECEDENCE, MAX_ID_LENGTH, MAX_KIND_LENGTH, RUNNING
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
@@ -55,12 +55,10 @@ def summary_table(prefix: str, metadata: MetaData, not_duckdb: Callable[..., boo
     """
     from sqlalchemy import Column, Float, Index, Integer, String, Table
 
-    from .schema import ID_LENGTH
-
     summary = Table(
         f"{prefix}job_summary",
         metadata,
-        Column("job_id", String(ID_LENGTH), primary_key=True),
+        Column("job_id", String(MAX_ID_LENGTH), primary_key=True),
         Column("attempt", Integer, nullable=False, comment="the job's newest attempt"),
         Column("status", String(16), nullable=False, comment="job status of the newest attempt's workers"),
         Column("kind", String(MAX_KIND_LENGTH), nullable=True, comment="greatest kind of the newest attempt"),
