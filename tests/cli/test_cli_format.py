@@ -142,8 +142,14 @@ from jobprogress.cli._format import (
                 "total": None,
                 "throughput": None,
                 "eta_seconds": None,
+                "workers": [worker(unit="files", done=3), worker(worker_id="w2", unit="rows", done=5)],
             },
             "mixed units",
+        ),
+        # no worker reported progress yet: not "mixed units"
+        (
+            {"unit": None, "done": None, "total": None, "throughput": None, "eta_seconds": None},
+            "no progress yet",
         ),
         # finished: no rate or ETA
         ({"kind": "scan", "status": "succeeded", "done": 400, "total": 400}, "400/400 files"),

@@ -100,15 +100,16 @@ class _OneJob:
 
 
 def test_bidi_and_control_characters_show_as_escapes(tmp_path: Path) -> None:
+    error = "boom\x07\u2028\r\nat line 2"
     job_id = "report\u202egpj.exe\x1b[31m"
     worker = WorkerView.model_construct(
         worker_id="w\u200b1", kind="scan", unit="files", done=1, total=2, throughput=None, eta_seconds=None,
-        status="failed", stalled=False, lost=False, updated_at=None, error="boom\x07\u2028", payload=None,
+        status="failed", stalled=False, lost=False, updated_at=None, error=error, payload=None,
         run_id="r", seq=1, started_at=None, progressed_at=None, seen_at=None, attempt=1,
     )  # fmt: skip
     view = JobView.model_construct(
         job_id=job_id, kind="scan", unit="files", done=1, total=2, throughput=None, eta_seconds=None,
-        status="failed", stalled=False, lost=False, updated_at=None, error="boom\x07\u2028",
+        status="failed", stalled=False, lost=False, updated_at=None, error=error,
         payload={"k\u202e": "v\x00"}, workers=[worker], attempt=1,
     )  # fmt: skip
     app = create_web_app(open_read=True, reader=_OneJob(view))
@@ -120,8 +121,11 @@ def test_bidi_and_control_characters_show_as_escapes(tmp_path: Path) -> None:
         assert "\x1b" not in text
         assert "\x07" not in text
         assert "\u200b" not in text
+        assert "\u2028" not in text
+        assert "\r" not in text
         assert "report\\u202egpj.exe\\x1b[31m" in text
-    assert "boom\\x07\\u2028" in detail
+    # The failure detail keeps its lines (a traceback); a line separator is a space, as on a terminal.
+    assert "boom\\x07 \nat line 2" in detail
     assert "k\\u202e" in detail
     assert "v\\x00" in detail
     assert "w\\u200b1" in detail

@@ -1,7 +1,7 @@
 """The Jobs view in a browser: ``GET /jobs`` and ``GET /jobs/{job_id}``, server-rendered with Jinja2.
 
 Read-only: GET routes over a :class:`JobReader`; nothing on the page can change state. Every value a
-worker wrote goes through autoescape, and through :func:`~jobprogress.server._wording.visible`, so
+worker wrote goes through autoescape, and through :func:`~jobprogress._text.scrub`, so
 markup, bidi overrides and control characters show as text. The page lists failed, lost and stalled
 jobs first, then running, then ready (:data:`~jobprogress._states.JOB_STATES`), a page of
 :data:`PAGE_SIZE` at a time: one ``counts()`` aggregate says how many jobs each state holds, and each
@@ -26,8 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from jobprogress import _wording
 from jobprogress._states import ACTIONABLE, JOB_STATES, MAX_ID_LENGTH, MAX_KIND_LENGTH, READY, STATE_GROUPS
-from jobprogress.server import _wording
+from jobprogress._text import scrub, scrub_block
 
 if TYPE_CHECKING:
     import jinja2
@@ -91,7 +92,8 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["visible"] = _wording.visible
+    env.filters["visible"] = scrub
+    env.filters["block"] = scrub_block
     env.filters["duration"] = _wording.human_duration
     env.filters["path"] = lambda value: quote(str(value), safe="")
     env.globals.update(
@@ -194,29 +196,16 @@ class Row:
 def row_of(view: JobView, now: datetime) -> Row:
     state = _wording.state_of(view)
     pct = _wording.percent(view)
-    lost = sum(1 for worker in view.workers if worker.lost and worker.status == "running")
-    stalled = sum(
-        1 for worker in view.workers if worker.stalled and not worker.lost and worker.status == "running"
-    )
-    failed = sum(1 for worker in view.workers if worker.status == "failed")
-    trouble = [
-        f"{count} {word}"
-        for count, word in ((failed, "failed"), (lost, "lost"), (stalled, "stalled"))
-        if count
-    ]
-    workers = str(len(view.workers))
-    if trouble and len(view.workers) > 1:
-        workers += " (" + ", ".join(trouble) + ")"
-    seen = [worker.seen_at for worker in view.workers if worker.seen_at is not None]
+    workers = _wording.workers_cell(view)
     return Row(
-        job_id=_wording.visible(view.job_id),
+        job_id=scrub(view.job_id),
         href="/jobs/" + quote(view.job_id, safe=""),
-        kind=_wording.visible(view.kind) if view.kind else "-",
+        kind=scrub(view.kind) if view.kind else "-",
         state=state,
         bar=None if pct is None else int(pct // 5 * 5),
         progress=_wording.progress_line(view),
         workers=workers,
-        updated=_wording.ago(max(seen) if seen else view.updated_at, now),
+        updated=_wording.ago(_wording.last_seen(view), now),
     )
 
 
@@ -302,7 +291,7 @@ class WebPages:
         except Exception:
             return self._error(503, "the progress store is unavailable; this page retries by itself")
         if view is None:
-            return self._error(404, f"no job {_wording.visible(job_id)!r} in the store")
+            return self._error(404, f"no job {scrub(job_id)!r} in the store")
         partial = request.query_params.get("partial") == "1"
         payload = sorted((view.payload or {}).items())
         return self._render(
