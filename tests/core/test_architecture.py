@@ -28,7 +28,13 @@ ROOMS = [
     ["jobprogress.cli", "jobprogress.server"],
     ["jobprogress.store"],
 ]
-FOUNDATIONS = ["jobprogress._states", "jobprogress._log", "jobprogress.errors", "jobprogress._forklock"]
+FOUNDATIONS = [
+    "jobprogress._states",
+    "jobprogress._log",
+    "jobprogress.errors",
+    "jobprogress._forklock",
+    "jobprogress._text",
+]
 
 
 def module_name(path: Path) -> str:
