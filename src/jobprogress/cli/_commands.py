@@ -16,6 +16,7 @@ from rich.console import Console
 from jobprogress._states import JOB_STATES, STATE_GROUPS
 
 from ._format import comma_separated, counts_line, parse_states, summary_line
+from ._options import bind_options, read_access_options, store_options
 from ._outbox import outbox
 from ._render import job_detail, jobs_table, plain_console
 from ._safe import scrub
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_DB", "cli"]
 
-DEFAULT_STALL_AFTER: Final = 30.0
 TABLE_ROWS: Final = 1000
 """Rows `jobs` prints without --limit: laying out a terminal table of 10,000 rows takes seconds."""
 WATCH_PAGE: Final = 500
@@ -37,27 +37,6 @@ DEMO_STALL_AFTER: Final = 5.0
 """The demo lasts seconds, so its view judges lost and stalled sooner than the default."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _store_options(func: _F, *, stall_after: float = DEFAULT_STALL_AFTER) -> _F:
-    func = click.option(
-        "--stall-after",
-        type=click.FloatRange(min=0, min_open=True),
-        default=stall_after,
-        show_default=True,
-        metavar="SECONDS",
-        help="A running worker with no message for this long is lost; with no progress, stalled.",
-    )(func)
-    return click.option(
-        "--db",
-        "db_url",
-        envvar="JOBPROGRESS_DB",
-        default=DEFAULT_DB,
-        show_default=True,
-        show_envvar=True,
-        metavar="URL",
-        help="Progress database (sqlite:///…, duckdb:///…, postgresql+psycopg://…).",
-    )(func)
 
 
 def _filter_options(func: _F) -> _F:
@@ -137,7 +116,7 @@ def cli() -> None:
 
 
 @cli.command()
-@_store_options
+@store_options
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs (JobView fields).")
 @click.option(
@@ -190,7 +169,7 @@ def jobs(
 
 
 @cli.command()
-@_store_options
+@store_options
 @click.argument("job_id", metavar="JOB")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (JobView fields).")
 @click.option(
@@ -234,7 +213,7 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool, all_attemp
 
 
 @cli.command()
-@_store_options
+@store_options
 @_filter_options
 @click.option(
     "--interval",
@@ -308,9 +287,8 @@ cli.add_command(web)
 
 
 @cli.command()
-@_store_options
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="Port to bind.")
+@store_options
+@functools.partial(bind_options, port=8787)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False),
@@ -323,13 +301,11 @@ cli.add_command(web)
     default=None,
     help="Answer 503 with Retry-After beyond this many requests in flight.",
 )
-@click.option(
-    "--read-token-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="File holding a second token that may read (/jobs, /metrics, GET /v1/jobs) but not write.",
+@functools.partial(
+    read_access_options,
+    token_help="File holding a second token that may read (/jobs, /metrics, GET /v1/jobs) but not write.",
+    open_help="Serve /jobs and /metrics to all, without a token.",
 )
-@click.option("--open", "open_read", is_flag=True, help="Serve /jobs and /metrics to all, without a token.")
 def serve(
     db_url: str,
     stall_after: float,
@@ -363,7 +339,7 @@ def serve(
 
 
 @cli.command()
-@functools.partial(_store_options, stall_after=DEMO_STALL_AFTER)
+@functools.partial(store_options, stall_after=DEMO_STALL_AFTER)
 @click.option(
     "--path",
     type=click.Path(exists=True, file_okay=False),

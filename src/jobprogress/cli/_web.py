@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
+from ._options import bind_options, read_access_options, store_options
 from ._safe import scrub
-from ._source import DEFAULT_DB
 
 __all__ = ["web"]
 
 
 @click.command()
-@click.option(
-    "--db",
-    "db_url",
-    envvar="JOBPROGRESS_DB",
-    default=DEFAULT_DB,
-    show_default=True,
-    show_envvar=True,
-    metavar="URL",
-    help="Progress database (sqlite:///…, duckdb:///…, postgresql+psycopg://…), read only.",
-)
-@click.option(
-    "--stall-after",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="A running worker with no message for this long is lost; with no progress, stalled.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True, help="Port to bind.")
-@click.option(
-    "--read-token-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="File holding the token a reader sends (as the Basic-auth password, or a bearer token).",
-)
-@click.option(
-    "--open",
-    "open_read",
-    is_flag=True,
-    help="Serve everyone without a token (instead of --read-token-file).",
+@functools.partial(store_options, db_help="Progress database, read only")
+@functools.partial(bind_options, port=8788)
+@functools.partial(
+    read_access_options,
+    token_help="File holding the token a reader sends (as the Basic-auth password, or a bearer token).",
+    open_help="Serve everyone without a token (instead of --read-token-file).",
 )
 def web(
     db_url: str, stall_after: float, host: str, port: int, read_token_file: str | None, open_read: bool
