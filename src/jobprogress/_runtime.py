@@ -27,6 +27,7 @@ from ._forklock import ForkSafeLock
 from ._log import logger, redact_url, warn_once
 from ._reporter import Reporter
 from ._threads import start_daemon
+from ._wakeup import watch_sigterm
 from .config import ENV_PREFIX, Settings, resolve_settings
 from .errors import ConfigurationError
 
@@ -65,6 +66,8 @@ _payload_drops = 0
 _exit_hooks_pid: int | None = None
 _sigterm_checked = False
 """Whether this process has looked at (and if it could, taken over) SIGTERM's handler."""
+_sigterm_started = threading.Event()
+"""Set as :func:`_on_sigterm` starts: the watcher of :mod:`._wakeup` stops waking the main thread."""
 # Objects inherited across fork are kept alive, unused, so their finalizers never touch the parent's
 # connections or locks from the child.
 _orphans: list[object] = []
@@ -316,6 +319,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     The shutdown runs on a thread of its own, joined with a bound: the interrupted main thread may hold
     a lock the shutdown needs, and a signal handler must never hang the process it was sent to stop.
     """
+    _sigterm_started.set()
     try:
         timeout = settings().exit_timeout
         worker = start_daemon(_terminated, "jobprogress-sigterm")
@@ -333,7 +337,9 @@ def ensure_sigterm_handler() -> None:
 
     A handler the application set (or SIG_IGN) is never replaced. Python lets only the main thread set
     handlers: called from another thread this does nothing, and the next call from the main thread
-    installs it (``configure()`` and the first tracker start both call it).
+    installs it (``configure()`` and the first tracker start both call it). In a multiprocessing
+    child with our handler (installed here or inherited), a watcher makes sure it runs: see
+    :mod:`jobprogress._wakeup`.
     """
     global _sigterm_checked
     if _sigterm_checked or threading.current_thread() is not threading.main_thread():
@@ -344,17 +350,20 @@ def ensure_sigterm_handler() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            watch_sigterm(_on_sigterm, _sigterm_started)
     except (ValueError, OSError, AttributeError) as exc:  # no SIGTERM here, or not the main interpreter
         logger.debug("jobprogress: no SIGTERM handler installed: %s", exc)
 
 
 def _after_fork_in_child() -> None:
-    global _reporter, _exit_hooks_pid, _sigterm_checked
+    global _reporter, _exit_hooks_pid, _sigterm_checked, _sigterm_started
     if _reporter is not None:
         _orphans.append(_reporter)
         _reporter = None
     _exit_hooks_pid = None
     _sigterm_checked = False  # an inherited handler of ours stays; one the child set stays too
+    _sigterm_started = threading.Event()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -60,9 +60,9 @@ def child_env(**settings: str) -> dict[str, str]:
     return env
 
 
-def run_python(source: str, **settings: str) -> subprocess.CompletedProcess[str]:
+def run_python(source: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source)],
+        [sys.executable, "-c", textwrap.dedent(source), *args],
         env=child_env(**settings),
         capture_output=True,
         text=True,
@@ -441,6 +441,55 @@ def test_row34_sigterm_after_shutdown_or_handled_keeps_the_final_state(
     assert progress_of(messages, "term-job")[-1][1] == done
 
 
+SIGTERM_DUE_WHILE_ASLEEP = """
+import multiprocessing, os, signal, sys, threading, time
+import jobprogress as jp
+
+def in_read(tid, fd):
+    # /proc/<pid>/task/<tid>/syscall: the syscall number and its arguments while blocked in one.
+    with open(f"/proc/self/task/{tid}/syscall") as state:
+        fields = state.read().split()
+    return len(fields) > 1 and fields[1].startswith("0x") and int(fields[1], 16) == fd
+
+def due_while_asleep(main, fd):
+    deadline = time.monotonic() + 20
+    while not in_read(main, fd) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # On this thread, SIGTERM's C handler runs and marks the Python handler due; the main thread's
+    # read is not interrupted. A pool worker is left so when the signal lands while its main thread
+    # waits for the GIL on the way into its wait for the next task.
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+def asleep_when_sigterm_is_due(job):
+    with jp.track(job, unit="rows") as tracker:
+        tracker.advance(3)
+        asleep, _ = os.pipe()
+        threading.Thread(target=due_while_asleep, args=(threading.get_native_id(), asleep)).start()
+        os.read(asleep, 1)  # nothing is ever written: only a signal to this thread ends the wait
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=asleep_when_sigterm_is_due, args=("due-job",))
+    child.start()
+    child.join(20)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    print("exitcode", child.exitcode, flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc/<pid>/task/<tid>/syscall")
+def test_row38_a_due_sigterm_handler_runs_though_the_main_thread_sleeps() -> None:
+    """CPython issue 82408: the watcher of jobprogress._wakeup wakes the main thread for its handler."""
+    result = run_python(SIGTERM_DUE_WHILE_ASLEEP, sinks="stdout://", interval="60", keepalive="60")
+    assert result.returncode == 0, result.stderr
+    assert f"exitcode {-signal.SIGTERM}" in result.stdout.splitlines(), result.stdout
+    messages = parse_lines(result.stdout)
+    final = final_heartbeat(messages, "due-job")
+    assert (final.status, final.error) == ("cancelled", "terminated by SIGTERM")
+    assert progress_of(messages, "due-job")[-1][1] == 3
+
+
 PLAIN_FORK_CHILD = """
 import os, sys
 import jobprogress as jp
@@ -544,3 +593,32 @@ def test_row38_library_threads_block_sigterm_so_the_main_thread_gets_it() -> Non
     assert not int(next(line for line in main.splitlines() if line.startswith("SigBlk:")).split()[1], 16) & (
         1 << (signal.SIGTERM - 1)
     )
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs POSIX signal masks")
+def test_row38_library_threads_are_born_with_sigterm_blocked() -> None:
+    """No instant in a library thread's life where the kernel could hand it a SIGTERM.
+
+    Blocking SIGTERM from inside the new thread left a window, from its creation to that call, in
+    which a pool's ``terminate()`` could land its SIGTERM there: the worker's main thread, asleep
+    waiting for a task, never ran the handler and the pool hung on joining it (1 in ~60 pools on
+    CPython 3.10). The trace hook runs in the new thread before its target's first line.
+    """
+    from jobprogress._threads import start_daemon
+
+    masks: list[set[signal.Signals]] = []
+
+    def first_call(frame: object, event: str, arg: object) -> None:
+        if not masks:
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+
+    threading.settrace(first_call)
+    try:
+        thread = start_daemon(lambda: None, "jobprogress-test")
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    assert thread is not None
+    thread.join(5)
+    assert masks
+    assert signal.SIGTERM in masks[0]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, ())  # the caller's mask is back
