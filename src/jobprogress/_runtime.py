@@ -62,6 +62,10 @@ _configured: Settings | None = None
 _reporter: Reporter | None = None
 _closing: Reporter | None = None
 """The reporter a :func:`shutdown` is working on, for a SIGTERM handler that interrupts it."""
+_closing_thread: int | None = None
+"""The thread running that shutdown."""
+_sigterm_deferred = False
+"""SIGTERM interrupted a shutdown on the main thread: the process ends by it once that shutdown is done."""
 _payload_drops = 0
 _exit_hooks_pid: int | None = None
 _sigterm_checked = False
@@ -172,16 +176,19 @@ async def aflush(timeout: float = 5.0) -> bool:
 
 def shutdown(timeout: float = 5.0, *, at_exit: bool = False) -> bool:
     """See :func:`jobprogress.shutdown`."""
-    global _reporter, _closing
-    with _lock:
-        current, _reporter = _reporter, None
-    if current is None:
-        return True
-    _closing = current
+    global _reporter, _closing, _closing_thread
+    _closing_thread = threading.get_ident()  # first: a SIGTERM from here on waits for this shutdown
     try:
+        with _lock:
+            current, _reporter = _reporter, None
+        if current is None:
+            return True
+        _closing = current
         return current.shutdown(timeout, at_exit=at_exit)
     finally:
-        _closing = None
+        _closing = _closing_thread = None
+        if _sigterm_deferred and threading.current_thread() is threading.main_thread():
+            _die_by_sigterm()
 
 
 def stats() -> dict[str, Any]:
@@ -289,8 +296,8 @@ def ensure_exit_hooks() -> None:
 def _terminated() -> None:
     """Mark this process's running jobs cancelled ("terminated by SIGTERM"), then shut down as at exit.
 
-    The signal may interrupt a shutdown under way (a multiprocessing pool's worker exits on its own
-    and is terminated while its finalizers deliver): that shutdown's reporter is finished here.
+    The signal may interrupt a shutdown under way on another thread: that shutdown's reporter is
+    finished here (one on the main thread is left to finish itself: see :func:`_on_sigterm`).
     """
     global _reporter
     current = _reporter
@@ -318,8 +325,18 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
     The shutdown runs on a thread of its own, joined with a bound: the interrupted main thread may hold
     a lock the shutdown needs, and a signal handler must never hang the process it was sent to stop.
+
+    When the signal interrupts a shutdown the main thread is running itself (a pool worker's exit
+    finalizers, as ``Pool.terminate()`` sends SIGTERM), that shutdown is left to finish: it is bounded
+    by ``exit_timeout`` too, and it may hold the very locks a second one would wait for until the bound
+    ran out and the process died with the final states neither delivered nor spooled. The process
+    ends by SIGTERM as that shutdown returns.
     """
+    global _sigterm_deferred
     _sigterm_started.set()
+    if _closing_thread == threading.get_ident():
+        _sigterm_deferred = True
+        return
     try:
         timeout = settings().exit_timeout
         worker = start_daemon(_terminated, "jobprogress-sigterm")
@@ -328,8 +345,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     except BaseException as exc:  # whatever happens, the process must still end
         logger.debug("jobprogress: delivery on SIGTERM failed: %s", exc)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _die_by_sigterm()
+
+
+def _die_by_sigterm() -> None:
+    """End the process by SIGTERM, as its default action would have (main thread only)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def ensure_sigterm_handler() -> None:
@@ -357,13 +379,14 @@ def ensure_sigterm_handler() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _reporter, _exit_hooks_pid, _sigterm_checked, _sigterm_started
+    global _reporter, _exit_hooks_pid, _sigterm_checked, _sigterm_started, _sigterm_deferred
     if _reporter is not None:
         _orphans.append(_reporter)
         _reporter = None
     _exit_hooks_pid = None
     _sigterm_checked = False  # an inherited handler of ours stays; one the child set stays too
     _sigterm_started = threading.Event()
+    _sigterm_deferred = False
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -490,6 +490,48 @@ def test_row38_a_due_sigterm_handler_runs_though_the_main_thread_sleeps() -> Non
     assert progress_of(messages, "due-job")[-1][1] == 3
 
 
+SIGTERM_DURING_SHUTDOWN = """
+import os, signal, threading
+import jobprogress as jp
+from jobprogress.testing import registered_sink
+
+class SignalledInFlush:
+    # Its flush runs on the thread that shuts down; a SIGTERM lands there, as Pool.terminate() sends
+    # one while a worker's exit finalizers deliver.
+    signalled = False
+    def __init__(self, url):
+        pass
+    def send(self, messages):
+        pass
+    def flush(self, timeout):
+        if not SignalledInFlush.signalled:
+            SignalledInFlush.signalled = True
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("flush-returned", threading.current_thread().name, flush=True)
+        return True
+    def close(self, timeout):
+        pass
+
+with registered_sink("signalled", SignalledInFlush):
+    jp.configure(sinks=["signalled://", "stdout://"], interval=60.0, keepalive=60.0)
+with jp.track("interrupted-exit", unit="rows") as tracker:
+    tracker.advance(5)
+jp.shutdown(5.0)
+print("after-shutdown", flush=True)  # never: the process ends by SIGTERM as the shutdown returns
+"""
+
+
+def test_row38_sigterm_during_a_main_thread_shutdown_lets_it_finish_then_dies_by_sigterm() -> None:
+    """The interrupted shutdown may hold the locks a second one needs: it finishes, then SIGTERM ends it."""
+    result = run_python(SIGTERM_DURING_SHUTDOWN)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    lines = result.stdout.splitlines()
+    assert "flush-returned MainThread" in lines
+    assert "after-shutdown" not in lines
+    messages = parse_lines("\n".join(line for line in lines if line.startswith("{")))
+    assert final_heartbeat(messages, "interrupted-exit").status == "succeeded"
+    assert progress_of(messages, "interrupted-exit")[-1][1] == 5
+
 PLAIN_FORK_CHILD = """
 import os, sys
 import jobprogress as jp
