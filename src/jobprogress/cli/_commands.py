@@ -1,30 +1,45 @@
-"""The click commands behind ``jobprogress``: jobs, show, watch, serve, demo, and outbox (``_outbox``)."""
+"""The click commands behind ``jobprogress``: jobs, show, watch, serve, demo; outbox, schema and web.
+
+A command starts a new process each time, so this module imports only what every command needs:
+outbox, schema and web are imported when they are asked for (:class:`_Commands`), rich only by the
+commands that draw with it, and ``jobs`` prints to a pipe or a file without rich (the same text:
+:func:`~jobprogress.cli._format.plain_jobs_table`). ``tests/cli/test_cli_plain.py`` checks both.
+"""
 
 from __future__ import annotations
 
-import difflib
+import builtins
 import functools
+import gc
+import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
-from rich.console import Console
 
 from jobprogress._states import JOB_STATES, STATE_GROUPS
 
-from ._format import comma_separated, counts_line, parse_states, summary_line
+from ._format import (
+    PIPE_WIDTH,
+    comma_separated,
+    counts_line,
+    job_row,
+    parse_states,
+    plain_jobs_table,
+    plain_line,
+    summary_line,
+)
 from ._options import bind_options, read_access_options, store_options
-from ._outbox import outbox
-from ._render import job_detail, jobs_table, plain_console
 from ._safe import scrub
-from ._schema import schema
 from ._source import DEFAULT_DB, JobSource, SourceError
-from ._web import web
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from jobprogress.store.views import JobView
 
 __all__ = ["DEFAULT_DB", "cli"]
@@ -69,10 +84,18 @@ def _kinds(kinds: Sequence[str]) -> frozenset[str]:
 
 
 def _open(db_url: str, stall_after: float) -> JobSource:
+    # Opening the first store imports SQLAlchemy and pydantic: some 70,000 objects that all live on,
+    # which the cyclic GC would scan again and again (a fifth of that time). Paused, as the store's fold
+    # pauses it (``store._aggregate.gc_paused``); a GC the caller turned off stays off.
+    paused = gc.isenabled()
+    gc.disable()
     try:
         return JobSource(db_url, stall_after=stall_after)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if paused:
+            gc.enable()
 
 
 def on_terminal() -> bool:
@@ -81,7 +104,68 @@ def on_terminal() -> bool:
 
 
 def _console() -> Console:
+    from ._render import plain_console
+
     return plain_console()
+
+
+def _printed_plain() -> bool:
+    """Whether rich would print to stdout as to a file: then ``_format``'s plain layouts are rich's.
+
+    Only the plain case: stdout is not a terminal, writes UTF-8, and nothing asks rich to treat it
+    as one (``FORCE_COLOR``, ``TTY_COMPATIBLE``, Jupyter, another rich console's proxy). Off Windows,
+    where rich writes to a console through its own calls. Anything else is left to rich.
+    """
+    out = sys.stdout
+    if out is None or sys.platform == "win32" or hasattr(out, "rich_proxied_file"):
+        return False
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return False
+    if hasattr(builtins, "get_ipython") or os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return False
+    if not (getattr(out, "encoding", None) or "utf-8").lower().startswith("utf"):
+        return False
+    try:
+        return not out.isatty()
+    except ValueError:  # a closed stream
+        return False
+
+
+def _write(text: str) -> None:
+    """Write to stdout as rich's console does, a closed pipe included (``jobs | head``: exit 1, quietly)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None
+
+
+def _print_message(message: str) -> None:
+    """Print one line of ours (not markup) as ``_console().print(message, markup=False)`` does."""
+    columns = os.environ.get("COLUMNS", str(PIPE_WIDTH))  # plain_console's width off a terminal
+    text = plain_line(message, int(columns)) if columns.isdecimal() and _printed_plain() else None
+    if text is not None:
+        _write(text)
+        return
+    _console().print(message, markup=False)
+
+
+def _print_jobs_table(views: Sequence[JobView], caption: str, *, soft_wrap: bool | None = None) -> None:
+    """Print the Jobs table (see ``_render.jobs_table``); ``soft_wrap`` None: off a terminal only."""
+    now = datetime.now(timezone.utc)
+    if _printed_plain():
+        text = plain_jobs_table([job_row(view, now) for view in views], caption)
+        if text is not None:
+            _write(text)
+            return
+    from ._render import jobs_table
+
+    console = _console()
+    # Off a terminal nothing is cropped: the table prints whole values (see jobs_table).
+    wrap = not console.is_terminal if soft_wrap is None else soft_wrap
+    console.print(jobs_table(views, now, caption=caption), soft_wrap=wrap)
 
 
 def _stream_json(views: Iterable[JobView], *, lines: bool) -> None:
@@ -106,7 +190,33 @@ def _dump(data: Any) -> str:
     return json.dumps(data, ensure_ascii=True, allow_nan=False, indent=2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The ``jobprogress`` group: commands kept in modules of their own are imported when asked for."""
+
+    LAZY: Final = {"outbox": "._outbox", "schema": "._schema", "web": "._web"}
+    """Command name -> the module (in this package) that defines a command of that name."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            # A lazy name loads its module; an unknown one loads them all, so click's "did you mean"
+            # (which reads self.commands) sees every command.
+            wanted = (cmd_name,) if cmd_name in self.LAZY else tuple(self.LAZY)
+            for name in wanted:
+                if name not in self.commands:
+                    module = importlib.import_module(self.LAZY[name], __package__)
+                    self.add_command(getattr(module, name))
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="jobprogress-sdk", prog_name="jobprogress")  # the distribution's name
 def cli() -> None:
     """Live progress of long-running jobs across many workers.
@@ -154,18 +264,15 @@ def jobs(
             counts = source.counts(states=states, kinds=_kinds(kinds)) if views else None
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
-        console = _console()
         if not views:
             filtered = " matching the filters" if states or kinds else ""
-            console.print(f"No jobs{filtered} in {source.display_url}.", markup=False)
+            _print_message(f"No jobs{filtered} in {source.display_url}.")
             return
         caption = counts_line(counts) if counts is not None else summary_line(views)
         if limit is None and len(views) > TABLE_ROWS:
             caption += f" · the first {TABLE_ROWS:,} shown; --limit N, --status, --kind or --json for more"
             views = views[:TABLE_ROWS]
-        # Off a terminal nothing is cropped: the table prints whole values (see jobs_table).
-        table = jobs_table(views, datetime.now(timezone.utc), caption=caption)
-        console.print(table, soft_wrap=not console.is_terminal)
+        _print_jobs_table(views, caption)
 
 
 @cli.command()
@@ -192,6 +299,8 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool, all_attemp
         except SourceError as exc:
             raise click.ClickException(str(exc)) from None
         if view is None:
+            import difflib
+
             message = f"no job {scrub(job_id)!r} in {source.display_url}"
             close = difflib.get_close_matches(job_id, known, n=3)
             if close:
@@ -201,6 +310,8 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool, all_attemp
             if as_json:
                 click.echo(_dump([attempt.model_dump(mode="json") for attempt in attempts]))
                 return
+            from ._render import job_detail
+
             console = _console()
             now = datetime.now(timezone.utc)
             for attempt in attempts:
@@ -209,6 +320,8 @@ def show(db_url: str, stall_after: float, job_id: str, as_json: bool, all_attemp
         if as_json:
             click.echo(_dump(view.model_dump(mode="json")))
             return
+        from ._render import job_detail
+
         _console().print(job_detail(view, datetime.now(timezone.utc)))
 
 
@@ -272,18 +385,12 @@ def watch(
                 views = fetch()
             except SourceError as exc:
                 raise click.ClickException(str(exc)) from None
-            console = _console()
             caption = summary_line(views) + (f" · {banner()}" if banner() else "")
-            console.print(jobs_table(views, datetime.now(timezone.utc), caption=caption), soft_wrap=True)
+            _print_jobs_table(views, caption, soft_wrap=True)
             return
         from ._tui import JobsApp
 
         JobsApp(fetch, source_name=source.display_url, interval=interval, banner=banner).run()
-
-
-cli.add_command(outbox)
-cli.add_command(schema)
-cli.add_command(web)
 
 
 @cli.command()

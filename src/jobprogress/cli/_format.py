@@ -1,17 +1,22 @@
-"""Plain-text wording of the Jobs view: order, summary lines, list rows.
+"""Plain-text wording of the Jobs view: order, summary lines, list rows, and the printed table.
 
 Pure functions over :class:`~jobprogress.store.JobView` and :class:`~jobprogress.store.WorkerView`,
 shared by ``jobs``, ``show``, ``watch`` and the demo; the words of one job (progress lines per kind,
 sizes, rates, durations, state words) come from :mod:`jobprogress._wording`, shared with the browser
 view, and are re-exported here. Every string taken from a view is passed through
 :func:`~jobprogress.cli._safe.scrub`, so what these functions return is safe plain text (not markup).
+
+:func:`plain_jobs_table` lays out the Jobs table as rich prints it to a pipe or a file, without
+importing rich (``jobs`` starts faster; ``tests/cli/test_cli_plain.py`` holds the two to the byte).
+Importing this module imports neither rich nor the store's models (pydantic).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from jobprogress._states import (
     ACTIONABLE,
@@ -34,11 +39,15 @@ from jobprogress._wording import (
     state_of,
     workers_cell,
 )
-from jobprogress.store.views import JobView
 
 from ._safe import scrub
 
+if TYPE_CHECKING:
+    from jobprogress.store.views import JobView
+
 __all__ = [
+    "JOB_COLUMNS",
+    "PIPE_WIDTH",
     "ago",
     "amount",
     "comma_separated",
@@ -51,6 +60,8 @@ __all__ = [
     "last_seen",
     "parse_states",
     "pass_rate",
+    "plain_jobs_table",
+    "plain_line",
     "progress_line",
     "rate",
     "sort_jobs",
@@ -68,6 +79,9 @@ _RANK: Final = {
 _RUNNING_RANK: Final = _RANK[RUNNING]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+JOB_COLUMNS: Final = ("Job", "Kind", "Status", "Progress", "Workers", "Updated")
+"""The Jobs table's columns (the cells of :func:`job_row`, in order)."""
 
 
 def parse_states(values: Iterable[str]) -> frozenset[str]:
@@ -136,3 +150,70 @@ def job_row(view: JobView, now: datetime) -> tuple[str, str, str, str, str, str]
         workers_cell(view),
         ago(last_seen(view), now),
     )
+
+
+# The printed Jobs table, as ``cli._render`` lays it out off a terminal (box SIMPLE_HEAD, no edge
+# padding, collapsed padding, nothing wrapped or cropped): each column as wide as its widest value
+# plus one space (the last column: no space), Progress at least 16 + 1, Workers and Updated
+# right-justified; a line of spaces above and below, a rule under the header, the caption as it is.
+_RIGHT_JUSTIFIED: Final = frozenset({"Workers", "Updated"})
+_MIN_WIDTHS: Final = {"Progress": 16}
+# Characters rich measures as one terminal cell each: printable ASCII, Latin-1 and Latin Extended
+# letters, IPA, spacing modifiers, and the ellipsis the progress lines use. A value with any other
+# character (wide, combining, ...) is laid out by rich itself.
+_ONE_CELL: Final = re.compile("[\x20-\x7e\xa0-\xac\xae-\u02ff\u2026]*")
+_PLAIN_MAX_WIDTH: Final = 10_000
+"""Wider tables are left to rich (its measuring is bounded; no real row comes near this)."""
+PIPE_WIDTH: Final = 160
+"""Width of printed output that goes to a pipe or a file, unless ``COLUMNS`` says otherwise (panels
+and lines wrap at it; the Jobs table may exceed it)."""
+
+
+def plain_line(text: str, width: int) -> str | None:
+    """``text`` as rich prints it (no markup) on a console ``width`` cells wide off a terminal.
+
+    Returns:
+        The line and its newline; None when it would wrap or holds a character whose width only rich
+        knows: the caller prints it with rich then.
+    """
+    if len(text) > width or not _ONE_CELL.fullmatch(text):
+        return None
+    return text + "\n"
+
+
+def plain_jobs_table(rows: Sequence[Sequence[str]], caption: str) -> str | None:
+    """The Jobs table as rich prints it to a pipe or a file, laid out without rich.
+
+    Args:
+        rows: The cells of each row (:func:`job_row`), in display order.
+        caption: The line under the table.
+
+    Returns:
+        The printed text, every line ending in a newline; None when a value holds a character whose
+        width only rich knows, or the table is very wide: the caller prints it with rich then.
+    """
+    if not all(_ONE_CELL.fullmatch(text) for text in (caption, *(cell for row in rows for cell in row))):
+        return None
+    columns = list(zip(JOB_COLUMNS, *rows, strict=True)) if rows else [(name,) for name in JOB_COLUMNS]
+    last = len(columns) - 1
+    widths = [
+        max(max(map(len, cells)), _MIN_WIDTHS.get(cells[0], 0)) + (index != last)
+        for index, cells in enumerate(columns)
+    ]
+    inner = sum(widths) + len(widths) - 1
+    if inner > _PLAIN_MAX_WIDTH:
+        return None
+
+    def line(cells: Sequence[str]) -> str:
+        parts = []
+        for index, (name, cell, width) in enumerate(zip(JOB_COLUMNS, cells, widths, strict=True)):
+            space = int(index != last)  # the right padding; the last column has none
+            room = width - space
+            fitted = cell.rstrip().rjust(room) if name in _RIGHT_JUSTIFIED else cell.ljust(room)
+            parts.append(fitted + " " * space)
+        return " " + " ".join(parts) + " \n"
+
+    blank = " " * (inner + 2) + "\n"
+    body = "".join(line(row) for row in rows)
+    below = f"{caption}\n" if caption else ""  # rich prints no empty caption
+    return f"{blank}{line(JOB_COLUMNS)} {'─' * inner} \n{body}{blank}{below}"

@@ -23,6 +23,8 @@ from jobprogress._states import CANCELLED, FAILED, LOST, RUNNING, STALLED, SUCCE
 from jobprogress.store.views import JobView, WorkerView
 
 from ._format import (
+    JOB_COLUMNS,
+    PIPE_WIDTH,
     ago,
     human_duration,
     job_row,
@@ -54,8 +56,6 @@ STATE_STYLES: Final = {
 }
 """Colour of each state word; the word itself always carries the meaning (colour is never alone)."""
 
-JOB_COLUMNS: Final = ("Job", "Kind", "Status", "Progress", "Workers", "Updated")
-
 
 def safe_text(value: object, style: str = "") -> Text:
     """Worker data as a literal :class:`~rich.text.Text`: scrubbed, no markup, no emoji codes."""
@@ -81,8 +81,6 @@ def _format_time(moment: datetime | None) -> str:
 
 _NARROW: Final = 100
 """Below this many columns the Jobs table leaves out Kind, which the progress line implies anyway."""
-_PIPE_WIDTH: Final = 160
-"""Width of printed output that goes to a pipe or a file (panels span it; the Jobs table may exceed it)."""
 _UNBOUNDED: Final = 100_000
 _OTHER_COLUMNS: Final = 54
 """What a fitted table leaves beside the Job column: Status, a 16-column Progress, Workers, Updated."""
@@ -93,14 +91,13 @@ class _JobsTable:
 
     On a terminal it fits the width: long values end in an ellipsis (a cell never breaks a value
     mid-word, so what is shown can be read and copied). Anywhere else (a pipe, a file) nothing wraps
-    a line, so the table takes the width its values need and every value is printed whole.
+    a line, so the table takes the width its values need and every value is printed whole (as
+    ``_format.plain_jobs_table`` prints it without rich: change both together).
     """
 
-    def __init__(
-        self, views: Sequence[JobView], now: datetime, title: str | None, caption: str | None
-    ) -> None:
-        self._rows = [job_row(view, now) for view in views]
-        self._summary = summary_line(views) if caption is None else caption
+    def __init__(self, rows: Sequence[Sequence[str]], title: str | None, caption: str) -> None:
+        self._rows = rows
+        self._summary = caption
         self._title = title
 
     def _table(self, width: int | None) -> Table:
@@ -165,7 +162,7 @@ def plain_console(file: TextIO | None = None) -> Console:
     """
     console = Console(file=file, markup=False, emoji=False, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(file=file, markup=False, emoji=False, highlight=False, width=_PIPE_WIDTH)
+        console = Console(file=file, markup=False, emoji=False, highlight=False, width=PIPE_WIDTH)
     return console
 
 
@@ -178,7 +175,8 @@ def jobs_table(
     80, and long values are ellipsized; on a pipe or in a file every value is printed whole. The
     caption defaults to the summary line of ``views``.
     """
-    return _JobsTable(views, now, title, caption)
+    rows = [job_row(view, now) for view in views]
+    return _JobsTable(rows, title, summary_line(views) if caption is None else caption)
 
 
 def _payload_value(value: Any) -> str:
