@@ -124,3 +124,17 @@ def test_repeated_polls_reuse_views_of_unchanged_jobs_only(
     third = jobs_by_id(store)
     assert third["steady"] is not second["steady"]
     assert third["steady"].lost
+
+
+def test_a_call_of_more_jobs_than_the_cache_holds_caches_none(
+    store: ProgressStore, writer: StoreWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The view cache is for pollers of a page; a whole list larger than it must not stay in memory."""
+    from jobprogress.store import query
+
+    monkeypatch.setattr(query, "_CACHE_JOBS", 2)
+    writer.write([heartbeat(1, job=name, progress=envelope(1, 10)) for name in ("a", "b", "c")])
+    whole = jobs_by_id(store)
+    assert jobs_by_id(store)["a"] is not whole["a"]  # nothing was kept: folded again
+    page = store.jobs(limit=2)
+    assert store.jobs(limit=2)[0] is page[0]  # a page within the bound is cached as before
