@@ -12,9 +12,10 @@ Target: the page renders in <= 100 ms server-side. Printed separately, median of
    what ``GET /v1/jobs`` does after its query, so the render figure reads as a ratio in this run.
 
 Pages measured: the first page of the default list (failed jobs first), a page of running jobs, and a
-search (``q=``), which scans the filtered jobs in Python. The store uses a fake clock, so lost and
-stalled are judged as in production. Absolute figures are noisy on a shared machine; the ratios are
-steadier. Run from the project root: ``python bench/web_bench.py`` (``--jobs N`` to change the size).
+search (``q=``), which the store answers in SQL (one ``jobs(status=…, search=…)`` per state). The
+store uses a fake clock, so lost and stalled are judged as in production. Absolute figures are noisy
+on a shared machine; the ratios are steadier. Run from the project root:
+``python bench/web_bench.py`` (``--jobs N`` to change the size).
 """
 
 from __future__ import annotations

@@ -89,9 +89,6 @@ class _OneJob:
     def jobs(self, **filters: Any) -> list[JobView]:
         return [self.view] if filters.get("status") in (None, "failed") else []
 
-    def iter_jobs(self, **filters: Any) -> Iterator[JobView]:
-        return iter([self.view])
-
     def job(self, job_id: str) -> JobView | None:
         return self.view if job_id == self.view.job_id else None
 
@@ -141,7 +138,8 @@ def test_filters_are_query_parameters(pages: httpx.Client) -> None:
     assert job_order(pages.get("/jobs?state=stalled").text) == ["scan-stalled"]
     assert job_order(pages.get("/jobs?kind=parse").text) == ["parse-failed"]
     assert job_order(pages.get("/jobs?q=SCAN-R").text) == ["scan-running"]
-    assert job_order(pages.get("/jobs?q=columns").text) == ["parse-failed"]  # the error text
+    assert job_order(pages.get("/jobs?q=columns").text) == []  # the job id only, not the error text
+    assert job_order(pages.get("/jobs", params={"q": "%"}).text) == []  # literal, not a wildcard
     assert job_order(pages.get("/jobs", params={"q": "alert(1)"}).text) == [XSS_ID]
     assert job_order(pages.get("/jobs?state=running&q=nothing-like-this").text) == []
     kept = pages.get("/jobs?state=running&kind=scan").text
@@ -157,6 +155,8 @@ def test_filters_are_query_parameters(pages: httpx.Client) -> None:
         ("page=x", "page must be a whole number from 1"),
         ("kind=" + "k" * 65, "kind is 65 characters long; at most 64"),
         ("state=lost&state=failed", "state is given 2 times"),
+        ("q=" + "x" * 257, "q is 257 characters long; at most 256"),
+        ("q=a%00b", "q holds a NUL character"),
     ],
 )
 def test_a_bad_filter_is_a_400_naming_it(pages: httpx.Client, query: str, named: str) -> None:
@@ -177,6 +177,13 @@ def test_pages_of_the_list(pages: httpx.Client, monkeypatch: pytest.MonkeyPatch)
     assert 'rel="next"' not in third
     filtered = pages.get("/jobs?state=actionable&q=scan&page=1").text
     assert job_order(filtered) == ["scan-lost", "scan-stalled"]
+    # A search pages too, across the states' boundaries: the store picks the ids holding "s".
+    searched = [pages.get(f"/jobs?q=S&page={n}").text for n in (1, 2, 3)]
+    assert job_order(searched[0]) == ["parse-failed", "scan-lost", "scan-stalled"]
+    assert job_order(searched[1]) == [XSS_ID, "scan-running", "backtest-done"]
+    assert job_order(searched[2]) == []
+    assert "page 2 of 2" in searched[1]
+    assert "6 shown by the filters" in searched[1]
 
 
 def test_detail_page(pages: httpx.Client) -> None:

@@ -220,3 +220,60 @@ def test_iter_jobs_streams_the_cli_order_and_the_same_views(
     assert list(store.iter_jobs(kind=[])) == []
     with pytest.raises(ConfigurationError, match="batch"):
         store.iter_jobs(batch=-1)
+
+
+def test_lost_jobs_on_both_sides_of_the_cutoff_keep_the_list_order(
+    store: ProgressStore, writer: StoreWriter, clock: StoreClock
+) -> None:
+    # The lost walk reads jobs last seen before the cutoff and those seen since apart (a finished
+    # worker of a lost job may have spoken recently); the pages must still be one order.
+    writer.write([heartbeat(1, job=f"old-{index}", progress=envelope(index)) for index in range(3)])
+    writer.write([heartbeat(1, job="mixed", worker="w1"), heartbeat(1, job="mixed", worker="w2")])
+    clock.advance(STALL + 5)
+    writer.write([heartbeat(2, "succeeded", job="mixed", worker="w2")])  # w1 silent: lost, seen now
+    writer.write([heartbeat(1, job="quiet", progress=envelope(1))])
+    clock.advance(STALL - 1)
+    writer.write([heartbeat(2, job="quiet", progress=envelope(1))])  # alive, no progress: stalled
+    writer.write([heartbeat(1, "failed", job="broken", error="boom")])
+    clock.advance(2)
+    lost = [job.job_id for job in store.jobs(status="lost")]
+    assert lost == ["mixed", "bootstrap", "old-0", "old-1", "old-2"]
+    for limit in range(1, 6):
+        assert [job.job_id for job in store.jobs(status="lost", limit=limit)] == lost[:limit]
+        assert [job.job_id for job in store.jobs(status="lost", limit=limit, offset=1)] == lost[1:][:limit]
+        streamed = [job.job_id for job in store.iter_jobs(status="lost", limit=limit)]
+        assert streamed == lost[:limit]
+    actionable = [job.job_id for job in store.jobs(status=["failed", "lost", "stalled"])]
+    assert actionable[:3] == ["broken", "quiet", "mixed"]
+    for limit in (1, 3, 4, 7):
+        chosen = store.jobs(status=["failed", "lost", "stalled"], limit=limit)
+        assert [job.job_id for job in chosen] == actionable[:limit]
+    assert [job.state for job in store.jobs(status="stalled", limit=5)] == ["stalled"]
+
+
+def test_search_matches_a_substring_of_the_job_id_ignoring_case(
+    store: ProgressStore, writer: StoreWriter, clock: StoreClock
+) -> None:
+    ids = ["Scan-42", "scan-420", "parse-7", "100%_done", "a_b", "axb", "back\\slash", "50%"]
+    for job_id in ids:
+        writer.write([heartbeat(1, job=job_id, kind="parse" if job_id.startswith("parse") else "scan")])
+        clock.advance(1)
+    writer.write([heartbeat(2, "failed", job="scan-420", error="boom")])
+
+    def found(**filters: object) -> list[str]:
+        return sorted(job.job_id for job in store.jobs(**filters))  # type: ignore[arg-type]
+
+    assert found(search="SCAN-42") == ["Scan-42", "scan-420"]
+    assert found(search="an-4") == ["Scan-42", "scan-420"]
+    assert found(search="%") == ["100%_done", "50%"]  # literal, not a wildcard
+    assert found(search="_") == ["100%_done", "a_b"]
+    assert found(search="a_b") == ["a_b"]  # "_" is not any character: axb stays out
+    assert found(search="\\") == ["back\\slash"]
+    assert found(search="nothing") == []
+    assert found(search="") == sorted([*ids, "bootstrap"])
+    assert found(search="scan", status="failed") == ["scan-420"]
+    assert found(search="scan", status=["running", "lost"], limit=1) == ["Scan-42"]
+    assert found(search="A", kind="parse") == ["parse-7"]
+    for bad, message in ((42, "search must be a string"), ("a\x00b", "NUL"), ("x" * 257, "at most 256")):
+        with pytest.raises(ConfigurationError, match=message):
+            store.jobs(search=bad)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ import pytest
 from _store_support import StoreClock, StoreTarget, backend_params, envelope, heartbeat
 from jobprogress.errors import StoreError
 from jobprogress.store import ProgressStore, StoreWriter
+from jobprogress.store._pages import PageRequest
 from jobprogress.store.schema import SCHEMA_VERSION, tables_for
 
 
@@ -55,6 +56,7 @@ def test_a_version_3_store_is_read_then_migrated_and_backfilled(store_target: St
         # Read by grouping the progress rows until a writer of this release migrates the tables.
         assert store.jobs() == before
         assert store.jobs(status="failed", limit=3) == [job for job in before if job.state == "failed"][:3]
+        assert store.jobs(search="JOB-00") == [job for job in before if job.job_id.startswith("job-00")]
         assert store.counts() == counts
         assert store.job_ids() == sorted(job.job_id for job in before)
         with pytest.raises(StoreError, match="schema version 4"):
@@ -93,18 +95,18 @@ def test_a_version_3_store_is_read_then_migrated_and_backfilled(store_target: St
 
 def _shapes(store: ProgressStore) -> dict[str, Any]:
     pages = store._pages
-    page: dict[str, Any] = {"job_id": None, "statuses": None, "kinds": None, "active_within": None}
     return {
-        "page": pages.statement(**page, limit=500, offset=0),
-        "keyset page": pages.statement(**page, limit=500, offset=0, after="job-00100"),
-        "failed page": pages.statement(**{**page, "statuses": ["failed"]}, limit=50, offset=0),
-        "lost page": pages.statement(**{**page, "statuses": ["lost"]}, limit=50, offset=0),
-        "actionable page": pages.statement(
-            **{**page, "statuses": ["failed", "lost", "stalled"]}, limit=1000, offset=0
-        ),
-        "kind page": pages.statement(**{**page, "kinds": ["scan"]}, limit=50, offset=0),
-        "streamed page": pages.statement(**page, limit=20, offset=0, streamed=True),
-        "one job": pages.statement(**{**page, "job_id": "job-00001"}, limit=None, offset=0),
+        "page": pages.statement(PageRequest(limit=500)),
+        "keyset page": pages.statement(PageRequest(limit=500, after="job-00100")),
+        "failed page": pages.statement(PageRequest(statuses=("failed",), limit=50)),
+        "lost page": pages.statement(PageRequest(statuses=("lost",), limit=50)),
+        "actionable page": pages.statement(PageRequest(statuses=("failed", "lost", "stalled"), limit=1000)),
+        "kind page": pages.statement(PageRequest(kinds=("scan",), limit=50)),
+        "search page": pages.statement(PageRequest(search="00_1", limit=50)),
+        "every match": pages.statement(PageRequest(search="00_1")),  # the web view's search
+        "streamed page": pages.statement(PageRequest(limit=20, streamed=True)),
+        "streamed lost": pages.statement(PageRequest(statuses=("lost", "stalled"), limit=20, streamed=True)),
+        "one job": pages.statement(PageRequest(job_id="job-00001")),
         "counts": pages.counts(kinds=None, active_within=None),
     }
 
@@ -128,15 +130,15 @@ def _fill(url: str, jobs: int = 400) -> None:
         )
 
 
-def _plans(store_target: StoreTarget, setup: list[str]) -> dict[str, str]:
-
+def _explain(store_target: StoreTarget, setup: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each shape's EXPLAIN rows (SQLite: id, parent, detail; Postgres: one text line each)."""
     _fill(store_target.url)
     with ProgressStore(store_target.url) as store:
         store.jobs(limit=1)  # reads the schema version: the summary path
         shapes = _shapes(store)
     engine = store_target.engine()
     postgres = store_target.backend == "postgres"
-    plans = {}
+    plans: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as connection:
         for statement in setup:
             connection.exec_driver_sql(statement)
@@ -144,16 +146,52 @@ def _plans(store_target: StoreTarget, setup: list[str]) -> dict[str, str]:
             bound = statement.params(store_now=1.9e9, cutoff=1.9e9 - 30)
             sql = str(bound.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
             explain = "EXPLAIN (COSTS OFF) " if postgres else "EXPLAIN QUERY PLAN "
-            plans[name] = "\n".join(
-                str(row[0] if postgres else row[-1]) for row in connection.exec_driver_sql(explain + sql)
-            )
+            plans[name] = [tuple(row) for row in connection.exec_driver_sql(explain + sql)]
     engine.dispose()
     return plans
 
 
+def _plans(store_target: StoreTarget, setup: list[str]) -> dict[str, str]:
+    return {
+        name: "\n".join(str(row[-1]) for row in rows) for name, rows in _explain(store_target, setup).items()
+    }
+
+
+def _sqlite_sorts_of_summary_rows(rows: list[tuple[Any, ...]]) -> list[str]:
+    """The summary reads a temporary B-tree sorts directly (a sibling in the plan tree): a sort of
+    every row the read returns, not of a walk bounded by its LIMIT (those sort a subquery's rows)."""
+    sorted_under = {parent for _, parent, _, detail in rows if detail.startswith("USE TEMP B-TREE")}
+    return [
+        detail
+        for _, parent, _, detail in rows
+        if parent in sorted_under and detail.startswith(("SEARCH cf_job_summary", "SCAN cf_job_summary"))
+    ]
+
+
+def _postgres_unbounded_sorts(plan: str) -> list[str]:
+    """Summary scans below a Sort with no Limit between them: a sort of every row the scan returns."""
+    found, open_sorts = [], []  # (indent, bounded) of the Sort nodes above the current line
+    limits: list[int] = []
+    for line in plan.splitlines():
+        indent = len(line) - len(line.lstrip(" -"))
+        open_sorts = [(depth, bounded) for depth, bounded in open_sorts if depth < indent]
+        limits = [depth for depth in limits if depth < indent]
+        node = line.strip(" ->")
+        if node.startswith(("Sort", "Incremental Sort")):
+            open_sorts.append((indent, False))
+        elif node.startswith("Limit"):
+            limits.append(indent)
+        elif " on cf_job_summary" in node and any(
+            not any(sort_depth < depth for depth in limits) for sort_depth, _ in open_sorts
+        ):
+            found.append(node)
+    return found
+
+
 @pytest.mark.parametrize("store_target", backend_params("sqlite"), indirect=True)
 def test_sqlite_plans_never_scan_the_progress_table(store_target: StoreTarget) -> None:
-    plans = _plans(store_target, [])
+    rows = _explain(store_target, [])
+    plans = {name: "\n".join(str(row[-1]) for row in plan) for name, plan in rows.items()}
     for name, plan in plans.items():
         assert "SCAN cf_job_progress" not in plan, (name, plan)
         assert "SCAN cf_job_summary\n" not in plan + "\n", (name, plan)  # a bare scan: no index
@@ -161,8 +199,12 @@ def test_sqlite_plans_never_scan_the_progress_table(store_target: StoreTarget) -
         # The page's order is the index's: no sort of the summary.
         assert "USING INDEX ix_cf_job_summary_" in plans[name], (name, plans[name])
         assert "TEMP B-TREE" not in plans[name], (name, plans[name])
-    # Lost jobs: a range of the liveness index (only the lost ones are read, then sorted).
-    assert "ix_cf_job_summary_liveness (status=? AND running_seen<?)" in plans["lost page"]
+    # Lost and stalled jobs are judged on the reader's clock: each walk reads an index in the page's
+    # order and stops at the page's LIMIT; only the walks' limited rows are merged and sorted, never
+    # every lost job (issue 12: the watch view's actionable query at 100,000 jobs). (The streamed
+    # display order lists running jobs by id: that walk sorts the jobs that run, not the lost ones.)
+    for name in ("lost page", "actionable page", "streamed lost", "failed page", "search page"):
+        assert _sqlite_sorts_of_summary_rows(rows[name]) == [], (name, plans[name])
     assert "SEARCH cf_job_progress USING PRIMARY KEY (job_id=?)" in plans["page"]
     # A keyset page starts its walk at the cursor (a range of the order index), skipping nothing.
     assert "ix_cf_job_summary_order (last_seen<?)" in plans["keyset page"], plans["keyset page"]
@@ -175,6 +217,12 @@ def test_postgres_plans_never_scan_the_progress_table(store_target: StoreTarget)
     # scans, hash and merge joins off it must show an index path for each shape, if there is one.
     setup = ["ANALYZE", "SET enable_seqscan = off", "SET enable_hashjoin = off", "SET enable_mergejoin = off"]
     plans = _plans(store_target, setup)
+    # A plan that sorts every lost job exists too; with sorts priced out, a bounded walk must exist.
+    bounded = _plans(store_target, [*setup, "SET enable_sort = off"])
+    for name in ("lost page", "actionable page", "streamed lost", "page", "kind page", "search page"):
+        assert _postgres_unbounded_sorts(bounded[name]) == [], (name, bounded[name])
+    # The lost jobs seen before the cutoff are a range of last_seen, read in the page's order.
+    assert "last_seen < " in bounded["lost page"], bounded["lost page"]
     for name, plan in plans.items():
         lines = plan.splitlines()
         assert "Seq Scan" not in plan, (name, plan)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -34,13 +34,12 @@ class JobReader(Protocol):
         active_within: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        search: str | None = None,
     ) -> list[JobView]: ...
 
     def job(self, job_id: str) -> JobView | None: ...
 
     def counts(self, *, kind: str | None = None) -> dict[str, int]: ...
-
-    def iter_jobs(self, *, status: list[str] | None = None, kind: str | None = None) -> Iterator[JobView]: ...
 
     def close(self) -> None: ...
 
@@ -98,11 +97,6 @@ class StoreReader:
 
         store = self._open()
         return dict.fromkeys(JOB_STATES, 0) if store is None else store.counts(kind=kind)
-
-    def iter_jobs(self, *, status: list[str] | None = None, kind: str | None = None) -> Iterator[JobView]:
-        """``ProgressStore.iter_jobs``: jobs streamed in display order; none before the first write."""
-        store = self._open()
-        return iter(()) if store is None else store.iter_jobs(status=status, kind=kind)
 
     def ping(self) -> None:
         """Raises when the store does not answer (a missing SQLite file answers: it is created on write)."""

@@ -5,8 +5,9 @@ worker wrote goes through autoescape, and through :func:`~jobprogress._text.scru
 markup, bidi overrides and control characters show as text. The page lists failed, lost and stalled
 jobs first, then running, then ready (:data:`~jobprogress._states.JOB_STATES`), a page of
 :data:`PAGE_SIZE` at a time: one ``counts()`` aggregate says how many jobs each state holds, and each
-state's slice of the page is one ``jobs(status=…, limit=…, offset=…)`` query. A search (``q``) scans the
-filtered jobs as they stream (``iter_jobs``) and keeps those whose id, kind, worker id or error holds it.
+state's slice of the page is one ``jobs(status=…, limit=…, offset=…)`` query. A search (``q``) is the
+store's: one ``jobs(status=…, search=q)`` per state picks, in SQL, the jobs whose id holds it (ignoring
+case), so only the matching jobs are read.
 
 Refreshing: ``static/jobs.js`` re-fetches the same URL with ``partial=1`` every 2 s and swaps the live
 part in; without JavaScript, a ``<noscript>`` meta refresh reloads the page.
@@ -15,7 +16,6 @@ part in; without JavaScript, a ``<noscript>`` meta refresh reloads the page.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -209,13 +209,6 @@ def row_of(view: JobView, now: datetime) -> Row:
     )
 
 
-def _matches(view: JobView, needle: str) -> bool:
-    texts: Iterator[str | None] = iter(
-        (view.job_id, view.kind, view.error, *(worker.worker_id for worker in view.workers))
-    )
-    return any(text is not None and needle in text.casefold() for text in texts)
-
-
 def read_page(reader: JobReader, filters: Filters) -> JobsPage:
     """The jobs of one page, in the Jobs view's order (blocking: run it on a worker thread)."""
     kind = filters.kind or None
@@ -223,12 +216,20 @@ def read_page(reader: JobReader, filters: Filters) -> JobsPage:
     page = JobsPage(filters, counts)
     offset = (filters.page - 1) * PAGE_SIZE
     if filters.q:
-        needle = filters.q.casefold()
-        for view in reader.iter_jobs(status=list(filters.states), kind=kind):
-            if _matches(view, needle):
-                if offset <= page.matches < offset + PAGE_SIZE:
-                    page.views.append(view)
-                page.matches += 1
+        # The counts do not know the search: the store picks the matching jobs (every state at once
+        # unless a state is chosen), most recently seen first; they are put in the page's state order
+        # here and the page is cut from them. Only matching jobs are read.
+        statuses = filters.states if filters.state else (None,)
+        found = [
+            view for status in statuses for view in reader.jobs(status=status, kind=kind, search=filters.q)
+        ]
+        rank = {state: position for position, state in enumerate(filters.states)}
+        matching = sorted(
+            (view for view in found if _wording.state_of(view) in rank),
+            key=lambda view: rank[_wording.state_of(view)],
+        )
+        page.matches = len(matching)
+        page.views = matching[offset : offset + PAGE_SIZE]
         return page
     page.matches = sum(counts.get(state, 0) for state in filters.states)
     wanted = PAGE_SIZE

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._states import FAILED, JOB_STATUS_PRECEDENCE, LOST, RUNNING, STALLED
 from jobprogress.store._aggregate import WORKER_COLUMNS
+from jobprogress.store._pages import id_contains
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Select, Subquery
     from sqlalchemy.sql.elements import ColumnElement
 
+    from jobprogress.store._pages import PageRequest
     from jobprogress.store.schema import StoreTables
 
 __all__ = ["JobQueries"]
@@ -87,9 +89,11 @@ class JobQueries:
         job_id: str | None,
         kinds: list[str] | None,
         active_within: float | None,
+        search: str | None = None,
     ) -> tuple[Subquery, ColumnElement[str], list[ColumnElement[bool]]]:
         """One row per job of its newest attempt (``job_id``, ``attempt``, ``last_seen``), its state
-        word in SQL, and the conditions that keep the jobs of ``kinds``."""
+        word in SQL, and the conditions that keep the jobs of ``kinds``; only jobs whose id holds
+        ``search`` when given."""
         from sqlalchemy import String, case, cast, func, literal, select
 
         table = self._tables.progress
@@ -126,6 +130,8 @@ class JobQueries:
         grouped = select(*columns).group_by(table.c.job_id)
         if job_id is not None:
             grouped = grouped.where(table.c.job_id == job_id)
+        if search is not None:
+            grouped = grouped.where(id_contains(table.c.job_id, search))
         if active_within is not None:
             recent = table.alias("recent")
             grouped = grouped.where(
@@ -155,25 +161,18 @@ class JobQueries:
             ]
         return jobs, state, kind_matches
 
-    def statement(
-        self,
-        attempts: bool,
-        *,
-        job_id: str | None,
-        statuses: list[str] | None,
-        kinds: list[str] | None,
-        active_within: float | None,
-        limit: int | None,
-        offset: int,
-        streamed: bool = False,
-    ) -> Select[Any]:
+    def statement(self, attempts: bool, request: PageRequest) -> Select[Any]:
+        """The progress rows of the page's jobs' newest attempts, grouped and judged here (no summary).
+
+        ``request.after`` is not served here (the caller refuses it): a keyset needs the summary.
+        """
         from sqlalchemy import and_, case, func, select
 
         table = self._tables.progress
         worker_columns = self.worker_columns(attempts)
         attempt = self.attempt(attempts)
-        whole = (job_id, statuses, kinds, active_within, limit, offset) == (None, None, None, None, None, 0)
-        if whole and not streamed:
+        streamed, limit, offset = request.streamed, request.limit, request.offset
+        if request.whole:
             # The whole list needs no grouping in SQL: every row of a newest attempt is returned, and
             # _fold derives each job's status and order from its rows by the rules the page query
             # applies. The rows of a job are adjacent in the primary key: one ordered pass finds its
@@ -188,7 +187,11 @@ class JobQueries:
             )
 
         jobs, state, kind_matches = self.judged(
-            attempts, job_id=job_id, kinds=kinds, active_within=active_within
+            attempts,
+            job_id=request.job_id,
+            kinds=None if request.kinds is None else list(request.kinds),
+            active_within=request.active_within,
+            search=request.search,
         )
         if streamed:
             # The display order of the CLI (cli._format.sort_jobs): failed, lost, stalled, running, ready;
@@ -201,8 +204,8 @@ class JobQueries:
         else:
             keys = (jobs.c.last_seen,)
         page = select(jobs.c.job_id, jobs.c.attempt, *keys).where(*kind_matches)
-        if statuses is not None:
-            page = page.where(state.in_(statuses))
+        if request.statuses is not None:
+            page = page.where(state.in_(request.statuses))
         if streamed:
             page = page.order_by(rank, seen.desc(), jobs.c.job_id)
         else:

@@ -16,11 +16,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobprogress._states import JOB_STATES, LOST, MAX_COUNT, RUNNING, STALLED, STATUS_FILTERS
+from jobprogress._states import JOB_STATES, LOST, MAX_COUNT, MAX_ID_LENGTH, RUNNING, STALLED, STATUS_FILTERS
 from jobprogress.errors import ConfigurationError, StoreError
-from jobprogress.store._aggregate import ViewCache, fold, fold_attempts, fold_job, gc_paused
+from jobprogress.store._aggregate import ViewCache, fold, fold_attempts, fold_job, gc_paused, plain_rows
 from jobprogress.store._engine import EngineLease, EngineSettings, connect, describe_error, now_sql
-from jobprogress.store._pages import PageQueries
+from jobprogress.store._pages import PageQueries, PageRequest
 from jobprogress.store._sql import JobQueries
 from jobprogress.store._url import StoreURL, check_sqlite_file, database_file
 from jobprogress.store.schema import (
@@ -135,6 +135,7 @@ class ProgressStore:
         limit: int | None = None,
         offset: int = 0,
         after: str | None = None,
+        search: str | None = None,
     ) -> list[JobView]:
         """Jobs, most recently active first (store clock: last message received), then by job id.
 
@@ -150,14 +151,24 @@ class ProgressStore:
                 the previous page), so a deep page costs what the first does. A job no longer in
                 the store gives an empty page. Needs schema version 4 (any writer of this release
                 migrates an older store).
+            search: Keep jobs whose id holds this text, ignoring case (the database's lowering: ASCII
+                letters only on SQLite). ``%``, ``_`` and ``\\`` are plain characters, not wildcards.
 
         Raises:
-            ConfigurationError: an unknown status, or a negative limit, offset or window.
+            ConfigurationError: an unknown status, a negative limit, offset or window, or a search
+                that is not a string, holds NUL or is longer than a job id.
             StoreError: the store could not be read, or ``after`` was given for a store of schema
                 version 3 or older.
         """
         if after is not None and not isinstance(after, str):
             raise ConfigurationError(f"after must be a job id (a string), not {type(after).__name__}")
+        if search is not None and not isinstance(search, str):
+            raise ConfigurationError(f"search must be a string, not {type(search).__name__}")
+        if search is not None and ("\x00" in search or len(search) > MAX_ID_LENGTH):
+            raise ConfigurationError(
+                f"search must be at most {MAX_ID_LENGTH} characters without NUL (a job id's limits), "
+                f"got {search[:40]!r}{'...' if len(search) > 40 else ''}"
+            )
         statuses = _names("status", status, STATUS_FILTERS)
         kinds = _names("kind", kind, None)
         for name, count in (("limit", limit), ("offset", offset)):
@@ -166,18 +177,16 @@ class ProgressStore:
         _check_window(active_within)
         if statuses == [] or kinds == [] or limit == 0:
             return []
-        return self._run(
-            lambda attempts: self._statement(
-                attempts,
-                job_id=None,
-                statuses=statuses,
-                kinds=kinds,
-                active_within=active_within,
-                limit=limit,
-                offset=offset,
-                after=after,
-            )
+        request = PageRequest(
+            statuses=None if statuses is None else tuple(statuses),
+            kinds=None if kinds is None else tuple(kinds),
+            active_within=active_within,
+            search=search,
+            limit=limit,
+            offset=offset,
+            after=after,
         )
+        return self._run(lambda attempts: self._statement(attempts, request))
 
     def iter_jobs(
         self,
@@ -212,19 +221,13 @@ class ProgressStore:
                 raise ConfigurationError(f"{name} must be an integer from 0 to {MAX_COUNT}, got {count!r}")
         if statuses == [] or kinds == [] or limit == 0:
             return iter(())
-        return self._stream(
-            lambda attempts: self._statement(
-                attempts,
-                job_id=None,
-                statuses=statuses,
-                kinds=kinds,
-                active_within=None,
-                limit=limit,
-                offset=0,
-                streamed=True,
-            ),
-            max(batch, 1),
+        request = PageRequest(
+            statuses=None if statuses is None else tuple(statuses),
+            kinds=None if kinds is None else tuple(kinds),
+            limit=limit,
+            streamed=True,
         )
+        return self._stream(lambda attempts: self._statement(attempts, request), max(batch, 1))
 
     def counts(
         self, *, kind: str | Iterable[str] | None = None, active_within: float | None = None
@@ -280,11 +283,8 @@ class ProgressStore:
         Raises:
             StoreError: the store could not be read.
         """
-        views = self._run(
-            lambda attempts: self._statement(
-                attempts, job_id=job_id, statuses=None, kinds=None, active_within=None, limit=None, offset=0
-            )
-        )
+        request = PageRequest(job_id=job_id)
+        views = self._run(lambda attempts: self._statement(attempts, request))
         return views[0] if views else None
 
     def job_ids(self) -> list[str]:
@@ -335,37 +335,16 @@ class ProgressStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _statement(
-        self,
-        attempts: bool,
-        *,
-        job_id: str | None,
-        statuses: list[str] | None,
-        kinds: list[str] | None,
-        active_within: float | None,
-        limit: int | None,
-        offset: int,
-        streamed: bool = False,
-        after: str | None = None,
-    ) -> Select[Any]:
+    def _statement(self, attempts: bool, request: PageRequest) -> Select[Any]:
         """The rows of a page: from the summary (schema 4), else by grouping the progress rows."""
-        arguments: dict[str, Any] = {
-            "job_id": job_id,
-            "statuses": statuses,
-            "kinds": kinds,
-            "active_within": active_within,
-            "limit": limit,
-            "offset": offset,
-            "streamed": streamed,
-        }
         if self._has_summary:
-            return self._pages.statement(**arguments, after=after)
-        if after is not None:
+            return self._pages.statement(request)
+        if request.after is not None:
             raise StoreError(
                 "jobs(after=...) needs the job summary of schema version 4; this store is older "
                 "until a writer of this release writes to it (use offset= meanwhile)"
             )
-        return self._sql.statement(attempts, **arguments)
+        return self._sql.statement(attempts, request)
 
     def _engine(self) -> Engine:
         return self._lease.engine()
@@ -389,11 +368,12 @@ class ProgressStore:
             views, fresh = fold(rows, self._views)
             # Keep the other queries' jobs too: a view polling a page and the actionable jobs
             # alternates two queries, and each would otherwise evict the other's views. Bounded: a
-            # cache that would outgrow _CACHE_JOBS restarts from this call's jobs.
+            # cache that would outgrow _CACHE_JOBS restarts from this call's jobs, and a call of more
+            # jobs than that (a whole list, not what a view polls) leaves nothing cached.
             if len(self._views) + len(fresh) <= _CACHE_JOBS:
                 self._views.update(fresh)
             else:
-                self._views = fresh
+                self._views = fresh if len(fresh) <= _CACHE_JOBS else {}
             return views
 
     def _rows(self, statement_for: Callable[[bool], Select[Any]]) -> list[tuple[Any, ...]]:
@@ -409,7 +389,7 @@ class ProgressStore:
                 if params is None:
                     return []
                 statement = statement_for(self._has_attempts)
-                return list(map(tuple, connection.execute(statement, params)))
+                return plain_rows(connection.execute(statement, params))
         except DBAPIError as exc:
             try:
                 with connect(self._engine(), read=True) as connection:
