@@ -532,6 +532,7 @@ def test_row38_sigterm_during_a_main_thread_shutdown_lets_it_finish_then_dies_by
     assert final_heartbeat(messages, "interrupted-exit").status == "succeeded"
     assert progress_of(messages, "interrupted-exit")[-1][1] == 5
 
+
 PLAIN_FORK_CHILD = """
 import os, sys
 import jobprogress as jp
