@@ -17,6 +17,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from jobprogress._states import FAILED, RUNNING, job_status
+from jobprogress.envelope import trusted
 from jobprogress.store._eta import job_eta
 from jobprogress.store.views import JobView, WorkerView
 
@@ -32,10 +33,6 @@ _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 """The C scanner under ``json.loads``, minus its two whitespace scans: a stored payload is one JSON
 document as the writer dumped it. Whatever it does not take whole goes to ``json.loads``, which
 gives the same value or raises the same error."""
-_new = object.__new__
-_set = object.__setattr__
-_WORKER_FIELDS: Final = set(WorkerView.model_fields)
-_JOB_FIELDS: Final = set(JobView.model_fields)
 _EPOCH: Final = datetime.fromtimestamp(0, _UTC)
 
 WORKER_COLUMNS: Final = (
@@ -245,10 +242,8 @@ def _job(job_id: str, rows: Sequence[Sequence[Any]], stamps: Stamps) -> JobView:
                 worker_payload = _loads(payload_json)
         lost = bool(worker_lost)
         stalled = bool(worker_stalled)
-        worker = _new(WorkerView)
-        _set(
-            worker,
-            "__dict__",
+        worker = trusted(
+            WorkerView,
             {
                 "worker_id": worker_id,
                 "kind": worker_kind,
@@ -271,9 +266,6 @@ def _job(job_id: str, rows: Sequence[Sequence[Any]], stamps: Stamps) -> JobView:
                 "attempt": worker_attempt,
             },
         )
-        _set(worker, "__pydantic_fields_set__", _WORKER_FIELDS)
-        _set(worker, "__pydantic_extra__", None)
-        _set(worker, "__pydantic_private__", None)
         workers.append(worker)
 
         if worker_unit is not None:
@@ -330,10 +322,8 @@ def _job(job_id: str, rows: Sequence[Sequence[Any]], stamps: Stamps) -> JobView:
         job_throughput = rate if any_rate and math.isfinite(rate) else None
         remaining = max(total - job_done, 0) if total is not None and job_done is not None else None
         eta, eta_reason = job_eta(workers, remaining, job_throughput)  # the rule: store/_eta.py
-    view = _new(JobView)
-    _set(
-        view,
-        "__dict__",
+    return trusted(
+        JobView,
         {
             "job_id": job_id,
             "kind": kind,
@@ -353,7 +343,3 @@ def _job(job_id: str, rows: Sequence[Sequence[Any]], stamps: Stamps) -> JobView:
             "attempt": attempt,
         },
     )
-    _set(view, "__pydantic_fields_set__", _JOB_FIELDS)
-    _set(view, "__pydantic_extra__", None)
-    _set(view, "__pydantic_private__", None)
-    return view
