@@ -254,7 +254,7 @@ def test_lost_jobs_on_both_sides_of_the_cutoff_keep_the_list_order(
 def test_search_matches_a_substring_of_the_job_id_ignoring_case(
     store: ProgressStore, writer: StoreWriter, clock: StoreClock
 ) -> None:
-    ids = ["Scan-42", "scan-420", "parse-7", "100%_done", "a_b", "axb", "back\\slash", "50%"]
+    ids = ["Scan-42", "scan-420", "parse-7", "100%_done", "a_b", "axb", "back\\slash", "50%", "wow!%"]
     for job_id in ids:
         writer.write([heartbeat(1, job=job_id, kind="parse" if job_id.startswith("parse") else "scan")])
         clock.advance(1)
@@ -265,10 +265,11 @@ def test_search_matches_a_substring_of_the_job_id_ignoring_case(
 
     assert found(search="SCAN-42") == ["Scan-42", "scan-420"]
     assert found(search="an-4") == ["Scan-42", "scan-420"]
-    assert found(search="%") == ["100%_done", "50%"]  # literal, not a wildcard
+    assert found(search="%") == ["100%_done", "50%", "wow!%"]  # literal, not a wildcard
     assert found(search="_") == ["100%_done", "a_b"]
     assert found(search="a_b") == ["a_b"]  # "_" is not any character: axb stays out
     assert found(search="\\") == ["back\\slash"]
+    assert found(search="!%") == ["wow!%"]  # the escape character is literal too
     assert found(search="nothing") == []
     assert found(search="") == sorted([*ids, "bootstrap"])
     assert found(search="scan", status="failed") == ["scan-420"]

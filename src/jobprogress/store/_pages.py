@@ -34,8 +34,9 @@ __all__ = ["DISPLAY_RANK", "PageQueries", "PageRequest", "id_contains"]
 DISPLAY_RANK: Final = {FAILED: 0, LOST: 1, STALLED: 2, RUNNING: 3, SUCCEEDED: 4, CANCELLED: 4}
 """The CLI's display order (cli._format.sort_jobs): actionable, running (by id), ready (newest first)."""
 
-LIKE_ESCAPE: Final = "\\"
-"""The escape character of the search's LIKE pattern."""
+LIKE_ESCAPE: Final = "!"
+"""The escape character of the search's LIKE pattern: not a backslash, which some dialects (Postgres's,
+and DuckDB's built on it) double in the ``ESCAPE '…'`` literal they render, and DuckDB then refuses."""
 
 
 @dataclass(frozen=True)
