@@ -75,7 +75,6 @@ def test_page_holds_every_actionable_job_and_the_newest(store_url: str) -> None:
         assert {view.job_id for view in views} == {"parse-rows", "parse-bytes"}
 
 
-
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 100])
 def test_page_comes_in_sort_jobs_order(store_url: str, size: int) -> None:
     """page() orders from the store's order instead of calling sort_jobs: the same order, every size."""
@@ -84,6 +83,7 @@ def test_page_comes_in_sort_jobs_order(store_url: str, size: int) -> None:
     with JobSource(store_url) as source:
         views, _ = source.page(size=size)
     assert [view.job_id for view in views] == [view.job_id for view in sort_jobs(views)]
+
 
 def test_issue13_item9_an_unreachable_server_is_named_once() -> None:
     # Nothing listens on port 1: the driver refuses at once. The store normalises the URL to
